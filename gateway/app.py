@@ -1,0 +1,56 @@
+"""Wiring: the aiohttp application whose lifecycle also opens the runtime and the gRPC server.
+
+Shared objects live on the app under typed ``web.AppKey``s and are opened and closed in paired
+``cleanup_ctx`` generators, in order: runtime (database, writer) first, gRPC server second; on
+shutdown the gRPC server drains first, then the writer commits what is queued, then the engine
+closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from aiohttp import web
+
+from adapters.registry import Registry
+from gateway.config import Settings
+from gateway.http import ops
+from gateway.http.dialects import dispatch
+from gateway.rpc import start_grpc_server
+from gateway.runtime import RUNTIME, open_runtime
+
+SETTINGS = web.AppKey("settings", Settings)
+GRPC_SERVER = web.AppKey("grpc_server", grpc.aio.Server)
+GRPC_PORT = web.AppKey("grpc_port", int)
+
+GRPC_GRACE_SECONDS = 10.0
+
+
+def create_app(
+    settings: Settings, *, registry: Registry | None = None, grpc_enabled: bool = True
+) -> web.Application:
+    # Bodies are read and capped by the dialect handler itself (per-route limits).
+    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app[SETTINGS] = settings
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_runtime(settings, registry) as runtime:
+            app[RUNTIME] = runtime
+            yield
+
+    async def grpc_ctx(app: web.Application) -> AsyncIterator[None]:
+        if not grpc_enabled:
+            yield
+            return
+        server, port = await start_grpc_server(app[RUNTIME], settings.grpc_host, settings.grpc_port)
+        app[GRPC_SERVER] = server
+        app[GRPC_PORT] = port
+        yield
+        await server.stop(GRPC_GRACE_SECONDS)
+
+    app.router.add_routes(ops.routes())
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.cleanup_ctx.append(runtime_ctx)
+    app.cleanup_ctx.append(grpc_ctx)
+    return app

@@ -1,0 +1,78 @@
+"""The gateway's shared objects, opened and closed together: engine, stores, authenticator,
+ingestor (with its writer task) and the adapter registry. Both fronts (HTTP, gRPC) receive one
+``Runtime``; nothing is a module-level singleton.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters import default_registry
+from adapters.registry import Registry
+from gateway.auth import Authenticator
+from gateway.config import Settings
+from gateway.ingest import Ingestor, WriterLimits
+from gateway.storage.engine import create_engine
+from gateway.storage.events import EventStore
+from gateway.storage.idempotency import IdempotencyStore
+from gateway.storage.tenants import TenantStore
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    tenants: TenantStore
+    auth: Authenticator
+    idempotency: IdempotencyStore
+    events: EventStore
+    ingestor: Ingestor
+    registry: Registry
+
+
+# Where the aiohttp application keeps its runtime.
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, registry: Registry | None = None
+) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings)
+    tenants = TenantStore(engine)
+    events = EventStore(engine)
+    idempotency = IdempotencyStore(
+        engine,
+        retention_s=settings.idempotency_retention_seconds,
+        lock_timeout_s=settings.idempotency_lock_timeout_seconds,
+    )
+    ingestor = Ingestor(
+        events,
+        idempotency,
+        WriterLimits(
+            max_events=settings.commit_max_events,
+            max_delay_s=settings.commit_max_delay_ms / 1000,
+            queue_max_events=settings.queue_max_events,
+            queue_wait_s=settings.queue_wait_seconds,
+        ),
+    )
+    await ingestor.start()
+    try:
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            tenants=tenants,
+            auth=Authenticator(tenants, ttl=settings.auth_cache_seconds),
+            idempotency=idempotency,
+            events=events,
+            ingestor=ingestor,
+            registry=registry or default_registry(),
+        )
+    finally:
+        await ingestor.stop()
+        await engine.dispose()

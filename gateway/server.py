@@ -1,0 +1,95 @@
+"""Running the gateway: one event loop serving HTTP (aiohttp) and gRPC (grpc.aio) until SIGTERM
+or SIGINT, then a graceful stop: listeners close, in-flight requests finish, the writer commits
+what it holds, the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.app import GRPC_PORT, create_app
+from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bound:
+    """Where a started gateway listens (ports resolved when 0 was asked for)."""
+
+    http_host: str
+    http_port: int
+    grpc_host: str
+    grpc_port: int
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Bound], None] | None = None,
+    handle_signals: bool = True,
+) -> None:
+    stop = stop or asyncio.Event()
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, settings.http_host, settings.http_port, reuse_port=True, backlog=1024
+        )
+        await site.start()
+        http_port = settings.http_port
+        for address in runner.addresses:
+            if isinstance(address, tuple):
+                http_port = int(address[1])
+        bound = Bound(
+            http_host=settings.http_host,
+            http_port=http_port,
+            grpc_host=settings.grpc_host,
+            grpc_port=app[GRPC_PORT],
+        )
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "serving HTTP on %s:%d and gRPC on %s:%d",
+            bound.http_host,
+            bound.http_port,
+            bound.grpc_host,
+            bound.grpc_port,
+        )
+        if on_ready is not None:
+            on_ready(bound)
+        await stop.wait()
+        log.info("stopping: draining in-flight requests")
+    finally:
+        await runner.cleanup()
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+
+def run_forever(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed, else on asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -1,0 +1,182 @@
+"""Idempotency keys with their stored responses.
+
+A key moves ``in_flight`` → ``completed`` (or is released when its request failed in a way worth
+retrying). ``claim`` decides, atomically in the database, what a request carrying a key may do:
+
+- new key: the caller holds its lock (``Claim``) and completes it in the transaction that stores
+  its events (``complete``), so a stored response and its events commit together;
+- completed, same fingerprint: ``Replay`` of the stored response;
+- different fingerprint: ``IdempotencyKeyReused``;
+- in flight: ``IdempotencyInFlight``, unless its lock is older than the timeout: then the lock is
+  taken over (the first holder died);
+- expired (past retention): treated as new.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.errors import IdempotencyInFlight, IdempotencyKeyReused
+from gateway.storage.engine import now_us
+from gateway.storage.schema import idempotency_keys as keys
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    project_id: str
+    key: str
+    token: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replay:
+    endpoint: str
+    response: StoredResponse
+
+
+class IdempotencyStore:
+    def __init__(self, engine: AsyncEngine, *, retention_s: float, lock_timeout_s: float) -> None:
+        self.engine = engine
+        self.retention_us = int(retention_s * 1_000_000)
+        self.lock_timeout_us = int(lock_timeout_s * 1_000_000)
+
+    async def claim(
+        self, project_id: str, key: str, *, endpoint: str, fingerprint: str
+    ) -> Claim | Replay:
+        for _ in range(3):
+            now, token = now_us(), uuid.uuid4().hex
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        insert(keys).values(
+                            project_id=project_id,
+                            key=key,
+                            endpoint=endpoint,
+                            fingerprint=fingerprint,
+                            state="in_flight",
+                            token=token,
+                            created_at=now,
+                            locked_at=now,
+                            expires_at=now + self.retention_us,
+                        )
+                    )
+                return Claim(project_id=project_id, key=key, token=token)
+            except IntegrityError:
+                pass
+            outcome = await self._existing(project_id, key, endpoint, fingerprint)
+            if outcome is not None:
+                return outcome
+        raise IdempotencyInFlight("Idempotency key is being processed", retry_after=1)
+
+    async def _existing(
+        self, project_id: str, key: str, endpoint: str, fingerprint: str
+    ) -> Claim | Replay | None:
+        """Decide on a key that exists; None: it vanished or expired, so try to insert again."""
+        where = (keys.c.project_id == project_id) & (keys.c.key == key)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(keys).where(where))).one_or_none()
+            if row is None:
+                return None
+            now = now_us()
+            if row.expires_at <= now:
+                await conn.execute(delete(keys).where(where & (keys.c.token == row.token)))
+                return None
+            if row.fingerprint != fingerprint or row.endpoint != endpoint:
+                raise IdempotencyKeyReused(
+                    "Idempotency-Key was already used with a different request"
+                )
+            if row.state == "completed":
+                return Replay(
+                    endpoint=row.endpoint,
+                    response=StoredResponse(
+                        status=row.status_code,
+                        body=row.response_body,
+                        headers=orjson.loads(row.response_headers or "{}"),
+                    ),
+                )
+            age = now - row.locked_at
+            if age < self.lock_timeout_us:
+                raise IdempotencyInFlight(
+                    "A request with this Idempotency-Key is still in progress",
+                    retry_after=max(1.0, (self.lock_timeout_us - age) / 1_000_000),
+                )
+            token = uuid.uuid4().hex
+            taken = await conn.execute(
+                update(keys)
+                .where(where & (keys.c.token == row.token))
+                .values(token=token, locked_at=now)
+            )
+            if taken.rowcount == 1:
+                return Claim(project_id=project_id, key=key, token=token)
+            raise IdempotencyInFlight("Idempotency-Key lock was just taken over", retry_after=1)
+
+    async def complete(self, conn: AsyncConnection, claim: Claim, response: StoredResponse) -> None:
+        """Store the final response, inside the caller's transaction."""
+        await conn.execute(
+            update(keys)
+            .where(
+                (keys.c.project_id == claim.project_id)
+                & (keys.c.key == claim.key)
+                & (keys.c.token == claim.token)
+            )
+            .values(
+                state="completed",
+                status_code=response.status,
+                response_headers=orjson.dumps(response.headers).decode(),
+                response_body=response.body,
+            )
+        )
+
+    async def release(self, claim: Claim) -> None:
+        """Forget an in-flight key whose request failed retryably, so a retry runs afresh."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(keys).where(
+                    (keys.c.project_id == claim.project_id)
+                    & (keys.c.key == claim.key)
+                    & (keys.c.token == claim.token)
+                )
+            )
+
+    async def lookup(self, project_id: str, key: str) -> Replay | None:
+        """The completed response stored under ``key``, if any (gRPC GetSubmission)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(keys).where(
+                        (keys.c.project_id == project_id)
+                        & (keys.c.key == key)
+                        & (keys.c.state == "completed")
+                        & (keys.c.expires_at > now_us())
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return Replay(
+            endpoint=row.endpoint,
+            response=StoredResponse(
+                status=row.status_code,
+                body=row.response_body,
+                headers=orjson.loads(row.response_headers or "{}"),
+            ),
+        )
+
+    async def purge(self) -> int:
+        """Delete expired keys; the number deleted."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(keys).where(keys.c.expires_at <= now_us()))
+        return int(result.rowcount)

@@ -1,0 +1,24 @@
+"""Shared fixtures: a real gateway on free ports over a fresh SQLite file per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Settings
+from tests.golden.cases import PROJECT_ID
+from tests.harness import Gateway, started
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'eventgw.db'}"
+
+
+@pytest.fixture
+async def gateway(sqlite_url: str) -> AsyncIterator[Gateway]:
+    """A gateway serving HTTP and gRPC, with one project (the seeds' website id) and one key."""
+    async with started(Settings(database_url=sqlite_url), project_id=PROJECT_ID) as gw:
+        yield gw
