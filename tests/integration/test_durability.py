@@ -62,7 +62,9 @@ async def rest_client(
             ]
             try:
                 async with session.post(
-                    f"{url}/batch?website_id={project}", json=body, timeout=aiohttp.ClientTimeout(10)
+                    f"{url}/batch?website_id={project}",
+                    json=body,
+                    timeout=aiohttp.ClientTimeout(10),
                 ) as response:
                     if response.status != 200:
                         return
@@ -105,7 +107,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) ->
         counts = collections.Counter(stored)
         assert not [i for i, n in counts.items() if n > 1], "an event was stored twice"
         missing = acked - set(stored)
-        assert not missing, f"{len(missing)} acknowledged events were lost, e.g. {sorted(missing)[:3]}"
+        assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
 
         # Clients retry every batch they sent, acknowledged or not: nothing is stored twice.
         async with grpc.aio.insecure_channel(server.grpc_target) as channel:
