@@ -30,8 +30,10 @@ from adapters.allornothing import (
 )
 from adapters.base import Outcome, RawRequest, Response, Route, Status, Translation
 from adapters.fields import (
+    ENVELOPE_EXTRAS,
     FieldError,
     Fields,
+    batch_envelope,
     generated_id,
     json_response,
     parse_json,
@@ -140,7 +142,11 @@ class Appizer:
             if request.route.name == "single":
                 events = [self._event(request, row_fields(body, ""), 0)]
             else:
-                events = translate_all(self._rows(body), lambda f, i: self._event(request, f, i))
+                rows = self._rows(body)
+                envelope = batch_envelope(body, ("events",))
+                events = translate_all(rows, lambda f, i: self._event(request, f, i))
+                for event in events if envelope else ():
+                    event.extras[ENVELOPE_EXTRAS] = envelope
         except FieldError as exc:
             return Translation(credential=credential, failure=InvalidEvent(exc))
         except GatewayError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,9 @@ JSON_MEDIA_TYPES = frozenset({"application/json", "text/plain", ""})
 # Nesting deeper than this is refused in any properties object: protobuf's own decoder refuses
 # messages nested past 100 levels, and a Struct spends two levels per JSON level.
 MAX_PROPERTY_DEPTH = 32
+# Top-level keys of a batch body besides its events and credential are kept on every event's
+# extras under this key (translation is lossless).
+ENVELOPE_EXTRAS = "$batch"
 _ID_NAMESPACE = uuid.UUID("6f1c1a47-2b9e-4d0a-9a55-3c1f7d0e8b21")
 # Unix milliseconds outside this range are refused as event times (2000-01-01 .. 2100-01-01).
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
@@ -60,6 +63,16 @@ def generated_id(request: RawRequest, index: int) -> str:
     retry maps to the same ids and deduplicates), else from the request id."""
     seed = request.idempotency_key or f"request:{request.request_id}"
     return str(uuid.uuid5(_ID_NAMESPACE, f"{request.route.path}\x00{seed}\x00{index}"))
+
+
+def batch_envelope(body: Mapping[str, Any], known: Collection[str]) -> dict[str, Any]:
+    """The keys of a batch body other than ``known`` (for ``extras[ENVELOPE_EXTRAS]`` of every
+    event); ``FieldError`` when one is nested deeper than a Struct can be stored."""
+    envelope = {k: v for k, v in body.items() if k not in known}
+    for key, value in envelope.items():
+        if json_depth(value) > MAX_PROPERTY_DEPTH:
+            raise FieldError(key, f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep")
+    return envelope
 
 
 def to_struct(value: Mapping[str, Any]) -> Struct:

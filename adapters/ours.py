@@ -24,9 +24,11 @@ from adapters.base import (
     Translation,
 )
 from adapters.fields import (
+    ENVELOPE_EXTRAS,
     MAX_PROPERTY_DEPTH,
     FieldError,
     Fields,
+    batch_envelope,
     generated_id,
     json_depth,
     json_response,
@@ -64,8 +66,6 @@ MAX_PROPERTY_BYTES: Final = 1 << 20
 CLOCK_SKEW: Final = timedelta(minutes=5)
 # The vendor's only per-row codes; an ingestor rejection with any other code is an invalid_event.
 ROW_CODES: Final = frozenset({"invalid_event", "queue_failed"})
-# Top-level /batch keys besides token and events are kept on every row's extras under this key.
-ENVELOPE_EXTRAS: Final = "$batch"
 
 
 class RowResult(TypedDict):
@@ -131,9 +131,8 @@ class OursPrivacy:
                 field="events",
             )
             return Translation(credential=credential, failure=failure)
-        envelope = {k: v for k, v in body.items() if k not in ("token", "events")}
         try:
-            _check_depth(envelope, prefix="")
+            envelope = batch_envelope(body, ("token", "events"))
         except FieldError as exc:
             return Translation(credential=credential, failure=InvalidRequest(str(exc)))
         items = [_row(request, index, row, envelope) for index, row in enumerate(rows)]

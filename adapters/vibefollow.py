@@ -28,8 +28,10 @@ from adapters.allornothing import (
 )
 from adapters.base import Outcome, RawRequest, Rejection, Response, Route, Status, Translation
 from adapters.fields import (
+    ENVELOPE_EXTRAS,
     FieldError,
     Fields,
+    batch_envelope,
     generated_id,
     json_response,
     parse_json,
@@ -122,10 +124,17 @@ class VibeFollow:
             if request.route.name == "single":
                 items = [self._event(request, row_fields(body, ""), 0)]
             elif request.route.name == "bulk":
-                items = self._each(request, self._rows(body, self.max_bulk_events))
+                rows = self._rows(body, self.max_bulk_events)
+                envelope = batch_envelope(body, ("events",))
+                items = self._each(request, rows)
             else:
                 rows = self._rows(body, self.max_batch_events)
+                envelope = batch_envelope(body, ("events",))
                 items = list(translate_all(rows, lambda f, i: self._event(request, f, i)))
+            if request.route.name != "single" and envelope:
+                for item in items:
+                    if isinstance(item, Event):
+                        item.extras[ENVELOPE_EXTRAS] = envelope
         except FieldError as exc:
             return Translation(credential=credential, failure=InvalidEvent(exc))
         except GatewayError as exc:

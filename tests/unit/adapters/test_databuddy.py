@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from google.protobuf.json_format import MessageToDict
 
@@ -46,8 +45,9 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.pb.event_pb2 import Event, EventType
+from tests.unit.adapters.helpers import RECEIVED, raw_request
 
-NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+NOW = RECEIVED
 NOW_MS = int(NOW.timestamp() * 1000)
 SITE = "550e8400-e29b-41d4-a716-446655440000"
 ADAPTER = Databuddy()
@@ -62,14 +62,12 @@ def request(
     query: Mapping[str, str] | None = None,
     media_type: str = "application/json",
 ) -> RawRequest:
-    return RawRequest(
-        route=route,
-        headers=dict(headers or {}),
-        query=dict(query if query is not None else {"website_id": SITE}),
-        body=raw if raw is not None else orjson.dumps(body),
+    return raw_request(
+        route,
+        raw if raw is not None else body,
+        headers=headers,
+        query=query if query is not None else {"website_id": SITE},
         media_type=media_type,
-        received_at=NOW,
-        request_id="req-1",
     )
 
 
@@ -661,13 +659,10 @@ def test_translation_is_deterministic(route: Route, body: Any) -> None:
 
 def test_generated_ids_follow_the_idempotency_key() -> None:
     def ids(key: str | None, request_id: str) -> list[str]:
-        raw = RawRequest(
-            route=BATCH,
-            headers={},
+        raw = raw_request(
+            BATCH,
+            [track_item(), track_item()],
             query={"website_id": SITE},
-            body=orjson.dumps([track_item(), track_item()]),
-            media_type="application/json",
-            received_at=NOW,
             request_id=request_id,
             idempotency_key=key,
         )

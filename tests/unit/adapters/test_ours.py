@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import orjson
@@ -37,8 +37,9 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.pb.event_pb2 import Event, EventType
+from tests.unit.adapters.helpers import RECEIVED, raw_request
 
-NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+NOW = RECEIVED
 NOW_MS = int(NOW.timestamp() * 1000)
 TOKEN = "ours_test_token"
 ADAPTER = OursPrivacy()
@@ -53,13 +54,10 @@ def request(
     request_id: str = "req-1",
     idempotency_key: str | None = None,
 ) -> RawRequest:
-    return RawRequest(
-        route=route,
-        headers={},
-        query={},
-        body=raw if raw is not None else orjson.dumps(body),
+    return raw_request(
+        route,
+        raw if raw is not None else body,
         media_type=media_type,
-        received_at=NOW,
         request_id=request_id,
         idempotency_key=idempotency_key,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,8 +36,15 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.pb.event_pb2 import EventType
+from tests.unit.adapters.helpers import (
+    RECEIVED,
+    bearer,
+    failure,
+    raw_request,
+    route_named,
+)
+from tests.unit.adapters.helpers import rendered as rendered_with
 
-RECEIVED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 KEY = "sk_live_test"
 ADAPTER = VibeFollow()
 
@@ -53,14 +59,11 @@ def raw(
     request_id: str = "req-1",
     adapter: VibeFollow = ADAPTER,
 ) -> RawRequest:
-    headers = {"authorization": f"Bearer {key}"} if key is not None else {}
-    return RawRequest(
-        route=next(r for r in adapter.routes if r.name == route),
-        headers=headers,
-        query={},
-        body=body if isinstance(body, bytes) else json.dumps(body).encode(),
+    return raw_request(
+        route_named(adapter, route),
+        body,
+        headers=bearer(key),
         media_type=media_type,
-        received_at=RECEIVED,
         request_id=request_id,
         idempotency_key=idempotency_key,
     )
@@ -70,15 +73,8 @@ def event(**fields: Any) -> dict[str, Any]:
     return {"external_user_id": "usr_42", "name": "user_signed_up", **fields}
 
 
-def failure(translation: Translation) -> GatewayError:
-    assert translation.failure is not None
-    assert not translation.items
-    return translation.failure
-
-
 def rendered(error: GatewayError) -> tuple[int, dict[str, Any], dict[str, str]]:
-    response = ADAPTER.render_error(raw({}), error)
-    return response.status, orjson.loads(response.body), dict(response.headers)
+    return rendered_with(ADAPTER, raw({}), error)
 
 
 def test_dialect_surface() -> None:
