@@ -1,20 +1,41 @@
-"""Settings: one frozen value built from flags, then ``EVENTGW_*`` environment variables, then
+"""Settings: one frozen value built from, in order of precedence, flags, ``EVENTGW_*``
+environment variables, an optional TOML file (``--config FILE`` or ``EVENTGW_CONFIG``) and
 defaults. Nothing else in the gateway reads ``os.environ``; the environment is injected.
+
+The TOML file holds top-level keys named like the fields below (``http_port = 8080``;
+``http-port`` is accepted too); an unknown key or a value of the wrong type is an error, and so is
+any value ``Settings`` refuses, named with where it came from. ``describe()`` is the effective
+configuration with secrets (passwords and tokens in ``database_url`` and ``nats_url``) masked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///eventgw.db"
 ENV_PREFIX = "EVENTGW_"
+CONFIG_ENV = "EVENTGW_CONFIG"
+# Settings read from a variable of another name, and only from the environment (or a flag): the
+# directory prometheus_client itself reads in multi-process mode (see gateway.metrics).
+ENV_ONLY = {"prometheus_multiproc_dir": "PROMETHEUS_MULTIPROC_DIR"}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "text")
 
 
 class ConfigError(ValueError):
-    """A setting has a value the gateway cannot use."""
+    """A setting has a value the gateway cannot use (``setting`` names it, when known)."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,48 +66,218 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     db_pool_size: int = 10
     nats_url: str | None = None
+    # The outbox relay: JetStream stream and subject prefix (subjects are
+    # ``<prefix>.<project id>.<event type>``), rows per claimed batch, idle poll interval.
+    nats_stream: str = "EVENTGW_EVENTS"
+    nats_subject_prefix: str = "eventgw.events"
+    relay_batch_size: int = 1000
+    relay_poll_seconds: float = 0.2
     log_level: str = "info"
     access_log: bool = True
+    # "json": one JSON object per line (production); "text": readable lines (a terminal).
+    log_format: str = "json"
+    # Set by the ``--workers`` supervisor: /metrics then aggregates over all workers.
+    prometheus_multiproc_dir: str | None = None
 
     def __post_init__(self) -> None:
-        for port in (self.http_port, self.grpc_port):
-            if not 0 <= port <= 65535:
-                raise ConfigError(f"port {port} is out of range")
-        if self.workers < 1:
-            raise ConfigError("workers must be at least 1")
+        _validate(self)
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+        if not 1 <= self.relay_batch_size <= 10_000:
+            raise ConfigError("relay_batch_size must be between 1 and 10000")
         for name in ("max_body_bytes", "commit_max_events", "queue_max_events", "max_event_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
 
     @classmethod
-    def load(cls, env: Mapping[str, str], **flags: Any) -> Settings:
-        """Flags (non-None values) over ``EVENTGW_<NAME>`` variables over defaults."""
+    def load(
+        cls, env: Mapping[str, str], *, config_file: str | Path | None = None, **flags: Any
+    ) -> Settings:
+        """Flags (non-None values) over ``EVENTGW_<NAME>`` variables over the TOML file
+        (``config_file``, else ``$EVENTGW_CONFIG``, else none) over defaults."""
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        path = config_file or env.get(CONFIG_ENV) or None
+        if path is not None:
+            for name, value in read_toml(Path(path)).items():
+                values[name], sources[name] = value, f"in {path}"
         for field in fields(cls):
-            raw = env.get(ENV_PREFIX + field.name.upper())
+            var = ENV_ONLY.get(field.name, ENV_PREFIX + field.name.upper())
+            raw = env.get(var)
             if raw is not None:
-                values[field.name] = _coerce(field, raw)
-        values.update({k: v for k, v in flags.items() if v is not None})
-        return cls(**values)
+                values[field.name], sources[field.name] = _coerce(field, raw, var), f"from {var}"
+        for name, value in flags.items():
+            if value is not None:
+                values[name], sources[name] = value, "from the command line"
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            where = sources.get(exc.setting or "")
+            raise ConfigError(
+                f"{exc} ({where})" if where else str(exc), setting=exc.setting
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings, secrets masked (for ``eventgw serve --print-config``)."""
+        described = dataclasses.asdict(self)
+        for name in ("database_url", "nats_url"):
+            if described[name]:
+                described[name] = mask_url(described[name])
+        return described
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(field: dataclasses.Field[Any], raw: str) -> Any:
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _coerce(field: dataclasses.Field[Any], raw: str, var: str) -> Any:
     kind = str(field.type)
     try:
         if kind == "bool":
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
+            word = raw.strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise ValueError(word)
+            return word in _TRUE
         if kind == "int":
             return int(raw)
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{field.name.upper()}: {raw!r} is not a {kind}") from None
+        raise ConfigError(
+            f"{var}: {raw!r} is not {_KIND_NAMES[kind]}", setting=field.name
+        ) from None
     return raw or None if "None" in kind else raw
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The settings a TOML file sets, type-checked; unknown keys are refused."""
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name: f for f in fields(Settings) if f.name not in ENV_ONLY}
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        name = key.replace("-", "_")
+        field = known.get(name)
+        if field is None:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}", setting=name)
+        kind = str(field.type)
+        expected: tuple[type, ...] = _KIND_TYPES.get(kind, (str,))
+        if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
+            raise ConfigError(
+                f"config file {path}: {key} must be {_KIND_NAMES.get(kind, 'a string')},"
+                f" not {_toml_type(value)}",
+                setting=name,
+            )
+        values[name] = float(value) if isinstance(value, int) and kind == "float" else value
+    return values
+
+
+_KIND_NAMES = {"bool": "true or false", "int": "an integer", "float": "a number"}
+_KIND_TYPES: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (int, float)}
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int):
+        return "an integer"
+    return "a number" if isinstance(value, float) else f"a {type(value).__name__}"
+
+
+def _validate(s: Settings) -> None:
+    def fail(setting: str, message: str) -> None:
+        raise ConfigError(f"{setting}: {message}", setting=setting)
+
+    for name in ("http_port", "grpc_port"):
+        if not 0 <= getattr(s, name) <= 65535:
+            fail(name, f"{getattr(s, name)} is not a port (0-65535)")
+    for name in ("http_host", "grpc_host"):
+        if not getattr(s, name):
+            fail(name, "must not be empty")
+    if s.workers < 1:
+        fail("workers", "must be at least 1")
+    for name in (
+        "max_body_bytes",
+        "max_grpc_message_bytes",
+        "max_grpc_batch_events",
+        "max_event_bytes",
+        "commit_max_events",
+        "queue_max_events",
+        "db_pool_size",
+        "idempotency_retention_seconds",
+        "idempotency_lock_timeout_seconds",
+    ):
+        if getattr(s, name) <= 0:
+            fail(name, f"must be positive, not {getattr(s, name)}")
+    for name in ("commit_max_delay_ms", "queue_wait_seconds", "auth_cache_seconds"):
+        if getattr(s, name) < 0:
+            fail(name, f"must not be negative, not {getattr(s, name)}")
+    if s.log_level.lower() not in LOG_LEVELS:
+        fail("log_level", f"{s.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if s.log_format not in LOG_FORMATS:
+        fail("log_format", f"{s.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    scheme = s.database_url.partition(":")[0].lower()
+    if not scheme.startswith(("sqlite", "postgresql", "postgres")):
+        fail("database_url", "must be sqlite:///PATH or postgresql://USER@HOST/DB")
+    if s.nats_url is not None and urlsplit(s.nats_url).scheme not in {"nats", "tls", "ws", "wss"}:
+        fail("nats_url", "must be nats://HOST:PORT (or tls://, ws://, wss://)")
+
+
+_SECRET_PARAMS = {"password", "token", "pass", "secret"}
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (and a token given as the user of a nats:// URL, or in a
+    ``password=`` / ``token=`` query parameter) replaced by ``***``; otherwise unchanged."""
+    parts = urlsplit(url)
+    masked = url
+    if "@" in parts.netloc:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            userinfo = f"{user}:***"
+        elif not parts.scheme.startswith(("postgres", "sqlite")):
+            userinfo = "***"  # nats://TOKEN@host
+        masked = masked.replace(parts.netloc, f"{userinfo}@{hostport}", 1)
+    if parts.query:
+        pairs = [pair.partition("=") for pair in parts.query.split("&")]
+        query = "&".join(
+            f"{k}{eq}{'***' if k.lower() in _SECRET_PARAMS else v}" for k, eq, v in pairs
+        )
+        masked = masked.replace("?" + parts.query, "?" + query, 1)
+    return masked
+
+
+def format_toml(values: Mapping[str, Any]) -> str:
+    """``values`` as a TOML document (unset ones as comments): what ``--config`` reads back."""
+    lines = []
+    for name, value in values.items():
+        if value is None:
+            lines.append(f"# {name} =  (not set)")
+        elif isinstance(value, bool):
+            lines.append(f"{name} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{name} = {value!r}")
+        else:
+            lines.append(f"{name} = {json.dumps(str(value))}")
+    return "\n".join(lines) + "\n"
 
 
 def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:

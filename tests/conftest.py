@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Settings
+
+# The storage backends (SQLite and PostgreSQL) for the storage, relay and scale-out tests.
+from tests.backends import (  # noqa: F401
+    database_url,
+    fresh_database_url,
+    postgres_session_database,
+    postgres_url,
+)
 from tests.golden.cases import PROJECT_ID
 from tests.harness import Gateway, started
 

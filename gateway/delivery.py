@@ -1,0 +1,269 @@
+"""Delivery of the outbox to NATS JetStream: committed, undelivered events from the ``events``
+table become stream messages, exactly once in the stream, in commit order (``Relay``); and the
+outbox's backlog (``outbox_lag``). ``gateway.relay`` runs this as the ``eventgw relay`` process.
+
+One step claims a batch of undelivered rows in ``seq`` order, publishes each stored payload (the
+serialized canonical ``Event``) to ``<prefix>.<project id>.<event type>`` with header
+``Nats-Msg-Id: <project id>:<event id>``, publishes the whole batch at once and awaits the
+broker's acks, then sets ``delivered_at`` on the acknowledged rows. Nothing is marked delivered
+before its ack, so a crash or a broker outage loses nothing: the rows stay undelivered and are
+published again, and the stream's duplicate window (``DUPLICATE_WINDOW_SECONDS``) drops a copy of
+a message it already stored (a crash between the ack and the commit). The events of a batch that
+were not acked are published again after the acked ones, so only a failure reorders the stream.
+
+On PostgreSQL the claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` and the publish and the update
+happen inside the transaction that holds the row locks: several relays (processes, machines) share
+the outbox, each batch goes to exactly one of them, and a relay that dies releases its rows with
+its connection. Order then holds per relay, not across relays. SQLite has one writer and no row
+locks: run one relay per SQLite file (a second one would publish the same rows; the broker would
+drop the copies). There the claim is a plain read and the update a short write transaction of its
+own, so the relay never holds SQLite's write lock while it waits for the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.storage.engine import is_sqlite, now_us
+from gateway.storage.schema import events
+
+log = logging.getLogger(__name__)
+
+ACK_TIMEOUT_SECONDS = 5.0
+# How long the broker remembers a Nats-Msg-Id (the stream's setting when the relay creates it).
+DUPLICATE_WINDOW_SECONDS = 120.0
+ONCE_MAX_FAILURES = 5
+PROGRESS_SECONDS = 2.0
+REPORT_SECONDS = 30.0
+_NOT_IN_TOKEN = re.compile(r"[\s.*>]")  # a NATS subject token holds none of these
+_MARK = update(events).where(events.c.seq == bindparam("s")).values(delivered_at=bindparam("t"))
+
+
+def subject_token(value: str) -> str:
+    return _NOT_IN_TOKEN.sub("_", value) or "_"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lag:
+    """The undelivered part of the outbox: how many events, and the age of the oldest."""
+
+    pending: int
+    oldest_received_us: int | None
+    lag_seconds: float
+
+
+async def outbox_lag(engine: AsyncEngine) -> Lag:
+    query = select(func.count(), func.min(events.c.received_at)).where(
+        events.c.delivered_at.is_(None)
+    )
+    async with engine.connect() as conn:
+        pending, oldest = (await conn.execute(query)).one()
+    lag = 0.0 if oldest is None else max(0.0, (now_us() - oldest) / 1_000_000)
+    return Lag(pending=int(pending), oldest_received_us=oldest, lag_seconds=lag)
+
+
+@dataclass(kw_only=True)
+class RelayStats:
+    delivered: int = 0  # rows this relay marked delivered
+    duplicates: int = 0  # of those, acks saying the broker already had the message
+    unacked: int = 0  # publishes that got no ack (left undelivered, published again later)
+
+
+class PublishFailed(Exception):
+    """Some events of a batch were not acknowledged; they stay undelivered."""
+
+
+class Relay:
+    """One relay over ``engine``'s outbox. ``js`` must allow ``batch_size`` pending async
+    publishes (``nc.jetstream(publish_async_max_pending=batch_size)``): a batch is published
+    whole before its acks are awaited."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        subject_prefix: str,
+        batch_size: int = 1000,
+        ack_timeout_s: float = ACK_TIMEOUT_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.js = js
+        self.stream = stream
+        self.subject_prefix = subject_prefix
+        self.batch_size = batch_size
+        self.ack_timeout_s = ack_timeout_s
+        self.stats = RelayStats()
+        self._locking = not is_sqlite(engine)
+        claim = (
+            select(
+                events.c.seq,
+                events.c.project_id,
+                events.c.event_id,
+                events.c.event_type,
+                events.c.payload,
+            )
+            .where(events.c.delivered_at.is_(None))
+            .order_by(events.c.seq)
+            .limit(batch_size)
+        )
+        self._claim = claim.with_for_update(skip_locked=True) if self._locking else claim
+        self._stream_ready = False
+
+    async def ensure_stream(self) -> None:
+        """Create the stream (subjects ``<prefix>.>``) unless it exists; never change one."""
+        try:
+            await self.js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self.js.add_stream(
+                    name=self.stream,
+                    subjects=[f"{self.subject_prefix}.>"],
+                    duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                )
+                log.info("created JetStream stream %s (%s.>)", self.stream, self.subject_prefix)
+            except nats.js.errors.BadRequestError:
+                await self.js.stream_info(self.stream)  # another relay created it meanwhile
+        self._stream_ready = True
+
+    async def step(self) -> int:
+        """Claim, publish and mark one batch; the number of rows claimed (0: none undelivered,
+        or all claimed by other relays). Raises ``PublishFailed`` after marking what was acked."""
+        if not self._stream_ready:
+            await self.ensure_stream()
+        if self._locking:
+            async with self.engine.begin() as conn:
+                rows = (await conn.execute(self._claim)).all()
+                acked = await self._publish(rows)
+                await self._mark(conn, acked)
+        else:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(self._claim)).all()
+            acked = await self._publish(rows)
+            async with self.engine.begin() as conn:
+                await self._mark(conn, acked)
+        self.stats.delivered += len(acked)
+        if len(acked) < len(rows):
+            self.stats.unacked += len(rows) - len(acked)
+            raise PublishFailed(f"{len(rows) - len(acked)} of {len(rows)} events were not acked")
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> list[int]:
+        """Publish ``rows`` in order without waiting in between; the seqs the broker acked."""
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        try:
+            for row in rows:
+                future = await self.js.publish_async(
+                    f"{self.subject_prefix}.{subject_token(row.project_id)}"
+                    f".{subject_token(row.event_type)}",
+                    row.payload,
+                    headers={"Nats-Msg-Id": f"{row.project_id}:{row.event_id}"},
+                )
+                sent.append((row.seq, future))
+        except Exception as exc:  # disconnected, buffer full: what was sent may still be acked
+            log.warning("publishing stopped after %d of %d events: %r", len(sent), len(rows), exc)
+        if not sent:
+            return []
+        _, late = await asyncio.wait([f for _, f in sent], timeout=self.ack_timeout_s)
+        for future in late:
+            future.cancel()
+        acked, error = [], None
+        for seq, future in sent:
+            if future.cancelled():
+                continue
+            if (failure := future.exception()) is not None:
+                error = error or failure
+                continue
+            acked.append(seq)
+            if future.result().duplicate:
+                self.stats.duplicates += 1
+        if isinstance(error, nats.js.errors.NoStreamResponseError):
+            self._stream_ready = False  # the broker lost the stream: create it again
+        if error is not None or late:
+            log.warning(
+                "%d of %d events not acked (%s)",
+                len(rows) - len(acked),
+                len(rows),
+                repr(error) if error else f"no ack within {self.ack_timeout_s:g}s",
+            )
+        return acked
+
+    @staticmethod
+    async def _mark(conn: AsyncConnection, seqs: list[int]) -> None:
+        if seqs:  # executemany: one prepared statement (a long IN list is compiled anew each time)
+            now = now_us()
+            await conn.execute(_MARK, [{"s": seq, "t": now} for seq in seqs])
+
+    async def drain(self, *, max_failures: int = ONCE_MAX_FAILURES) -> None:
+        """Deliver until nothing is claimable; give up after ``max_failures`` failed steps in a
+        row (re-raising the last error)."""
+        failures = 0
+        while True:
+            try:
+                if await self.step() == 0:
+                    return
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures >= max_failures:
+                    raise
+                log.warning("relay step failed (%d of %d): %r", failures, max_failures, exc)
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        poll_s: float,
+        on_progress: Callable[[int, Lag], None] | None = None,
+    ) -> None:
+        """Deliver until ``stop`` is set (the current batch is finished first). Every
+        ``PROGRESS_SECONDS`` ``on_progress`` gets the events delivered since its last call and the
+        outbox's lag (metrics); every ``REPORT_SECONDS`` the same is logged."""
+        backoff, checked, logged, reported = 0.0, time.monotonic(), time.monotonic(), 0
+        while not stop.is_set():
+            try:
+                claimed = await self.step()
+                backoff = 0.0
+                now = time.monotonic()
+                report = now - logged >= REPORT_SECONDS
+                if report or (on_progress is not None and now - checked >= PROGRESS_SECONDS):
+                    checked, lag = now, await outbox_lag(self.engine)
+                    if on_progress is not None:
+                        on_progress(self.stats.delivered - reported, lag)
+                        reported = self.stats.delivered
+                    if report:
+                        logged = now
+                        log.info(
+                            "relay: %d delivered (%d duplicates dropped), %d pending, lag %.1fs",
+                            self.stats.delivered,
+                            self.stats.duplicates,
+                            lag.pending,
+                            lag.lag_seconds,
+                        )
+            except Exception as exc:
+                backoff = min(5.0, backoff * 2 or 0.2)
+                log.warning("relay step failed, retrying in %.1fs: %r", backoff, exc)
+                await _sleep(stop, backoff)
+                continue
+            if claimed < self.batch_size:
+                await _sleep(stop, poll_s)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

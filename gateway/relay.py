@@ -1,0 +1,181 @@
+"""``eventgw relay``: the outbox relay as a process. It connects to NATS (retrying until the broker
+answers; the client then reconnects by itself, forever), and runs ``gateway.delivery.Relay``
+until SIGTERM/SIGINT, or with ``--once`` until the outbox is drained, then prints a summary.
+
+Run it next to the gateway (``eventgw serve --relay`` starts one under the supervisor) or on
+its own, as many as wanted on PostgreSQL (they share the outbox, see ``gateway.delivery``), one per
+SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from typing import TextIO
+
+import orjson
+from nats.aio.client import Client as NATS
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import migrate
+from gateway.config import ConfigError, Settings
+from gateway.delivery import Lag, Relay, outbox_lag
+from gateway.storage.engine import create_engine
+
+__all__ = ["Lag", "Relay", "connect", "outbox_lag", "serve_relay"]
+
+log = logging.getLogger(__name__)
+
+ONCE_CONNECT_TIMEOUT_SECONDS = 30.0
+
+
+async def connect(
+    url: str, *, stop: asyncio.Event, give_up_after: float | None = None
+) -> NATS | None:
+    """Connect to NATS, retrying until it answers (None: ``stop`` was set first; TimeoutError:
+    ``give_up_after`` passed). The client then reconnects by itself, forever; publishes in the
+    meantime fail and are retried by the relay."""
+    client, last_error = NATS(), list[str]()
+
+    async def on_error(exc: Exception) -> None:
+        if not last_error or last_error[-1] != repr(exc):
+            log.warning("NATS %s: %r", url, exc)
+        last_error[:] = [repr(exc)]
+
+    async def on_disconnect() -> None:
+        if not client.is_closed:
+            log.warning("NATS %s: disconnected", url)
+
+    async def on_reconnect() -> None:
+        last_error.clear()
+        log.info("NATS %s: reconnected", url)
+
+    connecting = asyncio.ensure_future(
+        client.connect(
+            url,
+            name="eventgw-relay",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; annotated int
+            connect_timeout=2,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {connecting, stopping}, timeout=give_up_after, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopping.cancel()
+    if connecting in done:
+        connecting.result()
+        return client
+    connecting.cancel()
+    with contextlib.suppress(BaseException):
+        await connecting
+    if stop.is_set():
+        return None
+    raise TimeoutError(f"no NATS server answered at {url} within {give_up_after:g}s")
+
+
+def _metrics(settings: Settings) -> Callable[[int, Lag], None] | None:
+    """Under ``serve --relay`` the relay's samples join the workers' (multi-process metrics), so
+    their ``/metrics`` shows the relay's progress and lag."""
+    if settings.prometheus_multiproc_dir is None:
+        return None
+    from gateway.metrics import Metrics
+
+    metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
+
+    def observe(delivered: int, lag: Lag) -> None:
+        metrics.observe_relay(delivered=delivered, pending=lag.pending, lag_seconds=lag.lag_seconds)
+
+    return observe
+
+
+async def _summary(engine: AsyncEngine, relay: Relay | None, out: TextIO | None) -> None:
+    """``--once``: what this run delivered, and what is left."""
+    lag = await outbox_lag(engine)
+    summary = {
+        "delivered": relay.stats.delivered if relay else 0,
+        "duplicates": relay.stats.duplicates if relay else 0,
+        "pending": lag.pending,
+        "lag_seconds": round(lag.lag_seconds, 3),
+    }
+    if out is not None:
+        out.write(orjson.dumps(summary).decode() + "\n")
+        out.flush()
+
+
+async def serve_relay(
+    settings: Settings,
+    *,
+    once: bool = False,
+    out: TextIO | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """``eventgw relay``: deliver until SIGTERM/SIGINT (or ``stop``); with ``once``, drain the
+    outbox, then write ``{"delivered", "duplicates", "pending", "lag_seconds"}`` as JSON."""
+    if not settings.nats_url:
+        raise ConfigError("the relay needs a NATS URL: --nats-url or EVENTGW_NATS_URL")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if handle_signals and not once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    engine = create_engine(settings)
+    try:
+        revision, head = await migrate.current_revision(engine), migrate.head_revision()
+        if revision != head:
+            raise SystemExit(
+                f"eventgw: the database schema is at {revision or 'nothing'}, head is {head}:"
+                " run `eventgw db upgrade` first"
+            )
+        try:
+            nc = await connect(
+                settings.nats_url,
+                stop=stop,
+                give_up_after=ONCE_CONNECT_TIMEOUT_SECONDS if once else None,
+            )
+        except TimeoutError as exc:
+            log.error("%s", exc)
+            await _summary(engine, None, out)
+            return 1
+        if nc is None:
+            return 0
+        try:
+            relay = Relay(
+                engine,
+                nc.jetstream(publish_async_max_pending=settings.relay_batch_size),
+                stream=settings.nats_stream,
+                subject_prefix=settings.nats_subject_prefix,
+                batch_size=settings.relay_batch_size,
+            )
+            if not once:
+                log.info("relaying the outbox to %s (%s)", settings.nats_url, settings.nats_stream)
+                await relay.run(
+                    stop, poll_s=settings.relay_poll_seconds, on_progress=_metrics(settings)
+                )
+                return 0
+            code = 0
+            try:
+                await relay.drain()
+            except Exception as exc:
+                log.error("relay gave up: %r", exc)
+                code = 1
+            await _summary(engine, relay, out)
+            return code
+        finally:
+            await nc.close()
+    finally:
+        await engine.dispose()
+        if handle_signals and not once:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)

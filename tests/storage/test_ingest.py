@@ -1,0 +1,121 @@
+"""The ingestor's group commit on both backends: concurrent requests share one transaction, an
+event id repeated within a group or across groups is stored once (the first request to carry it
+gets ACCEPTED, later ones DUPLICATE), a keyed request's response commits with its events, and two
+ingestors on one database (two gateway processes) never store an event twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import orjson
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.base import Outcome, Status
+from gateway.config import Settings
+from gateway.ingest import IdempotencyRequest, Ingestor, WriterLimits
+from gateway.pb.event_pb2 import Event
+from gateway.storage.engine import create_engine
+from gateway.storage.events import EventStore
+from gateway.storage.idempotency import IdempotencyStore, StoredResponse
+
+P = str(uuid.uuid4())
+A, D = Status.ACCEPTED, Status.DUPLICATE
+
+
+def ingestor(engine: AsyncEngine, commits: list[int] | None = None) -> Ingestor:
+    return Ingestor(
+        EventStore(engine),
+        IdempotencyStore(engine, retention_s=3600, lock_timeout_s=30),
+        WriterLimits(max_delay_s=0.02),
+        on_commit=(lambda jobs, _n, _s: commits.append(jobs)) if commits is not None else None,
+    )
+
+
+@pytest.fixture
+async def commits_and_ingestor(engine: AsyncEngine) -> AsyncIterator[tuple[list[int], Ingestor]]:
+    commits: list[int] = []
+    ing = ingestor(engine, commits)
+    await ing.start()
+    try:
+        yield commits, ing
+    finally:
+        await ing.stop()
+
+
+def events(*ids: str) -> list[Event]:
+    return [Event(id=i, name="purchase") for i in ids]
+
+
+def render(outcomes: Sequence[Outcome]) -> StoredResponse:
+    body = orjson.dumps([o.status.value for o in outcomes])
+    return StoredResponse(status=200, body=body, headers={})
+
+
+async def stored_ids(engine: AsyncEngine) -> list[str]:
+    return [Event.FromString(p).id async for p in EventStore(engine).export(P)]
+
+
+async def test_concurrent_requests_share_a_commit_and_dedup_within_it(
+    engine: AsyncEngine, commits_and_ingestor: tuple[list[int], Ingestor]
+) -> None:
+    commits, ing = commits_and_ingestor
+    jobs = [events("a", "b"), events("b", "c", "c"), events("a", "d"), events("e")]
+    results = await asyncio.gather(*(ing.ingest(P, j) for j in jobs))
+    statuses = [[o.status for o in r.outcomes or []] for r in results]
+    assert statuses == [[A, A], [D, A, D], [D, A], [A]]
+    assert sum(commits) == len(jobs) and len(commits) < len(jobs)  # coalesced
+    assert sorted(await stored_ids(engine)) == ["a", "b", "c", "d", "e"]
+
+
+async def test_duplicates_across_groups(
+    engine: AsyncEngine, commits_and_ingestor: tuple[list[int], Ingestor]
+) -> None:
+    commits, ing = commits_and_ingestor
+    first = await ing.ingest(P, events("a", "b"))
+    second = await ing.ingest(P, events("b", "c"))
+    assert [o.status for o in first.outcomes or []] == [A, A]
+    assert [o.status for o in second.outcomes or []] == [D, A]
+    assert len(commits) == 2
+    assert await stored_ids(engine) == ["a", "b", "c"]
+
+
+async def test_keyed_request_commits_its_response_and_replays(
+    engine: AsyncEngine, commits_and_ingestor: tuple[list[int], Ingestor]
+) -> None:
+    _, ing = commits_and_ingestor
+    key = IdempotencyRequest(key="k1", endpoint="grpc SubmitBatch", fingerprint="f")
+    first = await ing.ingest(P, events("a", "b"), idempotency=key, render=render)
+    plain = await ing.ingest(P, events("b", "x"))
+    assert first.response == render([Outcome(status=A, event_id="a")] * 2)
+    assert not first.replayed
+    assert [o.status for o in plain.outcomes or []] == [D, A]
+    again = await ing.ingest(P, events("a", "b"), idempotency=key, render=render)
+    assert again.replayed and again.outcomes is None and again.response == first.response
+    assert await stored_ids(engine) == ["a", "b", "x"]
+
+
+async def test_two_ingestors_on_one_database_store_each_event_once(database_url: str) -> None:
+    engines = [create_engine(Settings(database_url=database_url)) for _ in range(2)]
+    ings = [ingestor(e) for e in engines]
+    for ing in ings:
+        await ing.start()
+    try:
+        ids = [f"e{i}" for i in range(600)]
+        batches = [ids[s : s + 60] for s in range(0, len(ids), 60)]
+        results = await asyncio.gather(
+            *(ing.ingest(P, events(*b)) for b in batches for ing in ings)
+        )
+    finally:
+        for ing in ings:
+            await ing.stop()
+    accepted = [o.event_id for r in results for o in r.outcomes or [] if o.status is A]
+    duplicates = [o.event_id for r in results for o in r.outcomes or [] if o.status is D]
+    assert sorted(accepted) == sorted(ids) and sorted(duplicates) == sorted(ids)
+    try:
+        assert sorted(await stored_ids(engines[0])) == sorted(ids)
+    finally:
+        for e in engines:
+            await e.dispose()
