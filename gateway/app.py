@@ -17,6 +17,7 @@ from adapters.registry import Registry
 from gateway.config import Settings
 from gateway.http import ops
 from gateway.http.dialects import dispatch
+from gateway.logs import access_middleware
 from gateway.rpc import start_grpc_server
 from gateway.runtime import RUNTIME, open_runtime
 
@@ -30,8 +31,14 @@ GRPC_GRACE_SECONDS = 10.0
 def create_app(
     settings: Settings, *, registry: Registry | None = None, grpc_enabled: bool = True
 ) -> web.Application:
-    # Bodies are read and capped by the dialect handler itself (per-route limits).
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    # Bodies are read and capped by the dialect handler itself (per-route limits). The access
+    # middleware gives every request its id, its access-log line and its metrics.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes + 1,
+        middlewares=[access_middleware],
+        # Bodies are decompressed by gateway.http.body (bounded, errors in the dialect envelope).
+        handler_args={"auto_decompress": False},
+    )
     app[SETTINGS] = settings
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:

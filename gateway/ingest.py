@@ -19,13 +19,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
+from typing import overload
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.base import Outcome, Status
 from gateway.errors import GatewayError, Overloaded, StorageUnavailable
 from gateway.pb.event_pb2 import Event, EventType
-from gateway.storage.events import EventRow, EventStore
+from gateway.storage.events import EventStore, Row
 from gateway.storage.idempotency import Claim, IdempotencyStore, StoredResponse
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,46 @@ log = logging.getLogger(__name__)
 Render = Callable[[Sequence[Outcome]], StoredResponse]
 # "EVENT_TYPE_PAGE_VIEW" -> "page_view": the outbox column and the relay's subject token.
 TYPE_NAMES = {v: n.removeprefix("EVENT_TYPE_").lower() for n, v in EventType.items()}
+_KEY = itemgetter(0, 1)  # a row's (project id, event id)
+
+
+class Outcomes(Sequence[Outcome]):
+    """The outcomes of one request's events, by index: each accepted unless it is among
+    ``duplicates``. Nothing is built per event until an ``Outcome`` is read: the gRPC front reads
+    ``duplicates`` directly."""
+
+    __slots__ = ("duplicates", "event_ids")
+
+    def __init__(self, event_ids: Sequence[str], duplicates: frozenset[int] = frozenset()) -> None:
+        self.event_ids = event_ids
+        self.duplicates = duplicates
+
+    @property
+    def accepted(self) -> int:
+        return len(self.event_ids) - len(self.duplicates)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    def _outcome(self, index: int) -> Outcome:
+        status = Status.DUPLICATE if index in self.duplicates else Status.ACCEPTED
+        return Outcome(status=status, event_id=self.event_ids[index])
+
+    @overload
+    def __getitem__(self, index: int) -> Outcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Outcome]: ...
+    def __getitem__(self, index: int | slice) -> Outcome | Sequence[Outcome]:
+        if isinstance(index, slice):
+            return [self._outcome(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._outcome(index)
+
+    def __iter__(self) -> Iterator[Outcome]:
+        return map(self._outcome, range(len(self.event_ids)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,17 +92,17 @@ class Ingested:
     """The result of one request: per-event outcomes (None when replayed) and, when the request
     carried an idempotency key, the stored response (to send as is)."""
 
-    outcomes: list[Outcome] | None
+    outcomes: Outcomes | None
     response: StoredResponse | None
     replayed: bool = False
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class _Job:
-    rows: list[EventRow]
+    rows: list[Row]
     claim: Claim | None
     render: Render | None
-    future: asyncio.Future[tuple[list[Outcome], StoredResponse | None]]
+    future: asyncio.Future[tuple[Outcomes, StoredResponse | None]]
 
 
 @dataclass(kw_only=True)
@@ -89,6 +134,10 @@ class Ingestor:
         self._state = _QueueState()
         self._writer: asyncio.Task[None] | None = None
         self._on_commit = on_commit
+        # The writer's own connection, kept between groups: SQLite's page cache is per
+        # connection (a pooled one, rotating, would start cold each time) and PostgreSQL's
+        # prepared statements too. Dropped after a failed group, reopened by the next.
+        self._conn: AsyncConnection | None = None
 
     @property
     def queued_events(self) -> int:
@@ -103,6 +152,9 @@ class Ingestor:
             self._queue.put_nowait(None)
             await self._writer
             self._writer = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     async def ingest(
         self,
@@ -112,6 +164,20 @@ class Ingestor:
         idempotency: IdempotencyRequest | None = None,
         render: Render | None = None,
     ) -> Ingested:
+        """Store ``events`` of ``project_id`` (their ``project_id`` is set here)."""
+        return await self.ingest_rows(
+            project_id, self.rows(project_id, events), idempotency=idempotency, render=render
+        )
+
+    async def ingest_rows(
+        self,
+        project_id: str,
+        rows: list[Row],
+        *,
+        idempotency: IdempotencyRequest | None = None,
+        render: Render | None = None,
+    ) -> Ingested:
+        """``ingest`` for a front that built the outbox rows itself (``Ingestor.rows``' shape)."""
         claim = None
         if idempotency is not None:
             decided = await self._claim(project_id, idempotency)
@@ -119,9 +185,7 @@ class Ingestor:
                 return Ingested(outcomes=None, response=decided, replayed=True)
             claim = decided
         try:
-            outcomes, response = await self._submit(
-                self._rows(project_id, events), claim, render if claim else None
-            )
+            outcomes, response = await self._submit(rows, claim, render if claim else None)
         except GatewayError as exc:
             if claim is not None and exc.retryable:
                 with contextlib.suppress(Exception):
@@ -142,25 +206,29 @@ class Ingestor:
         return decided if isinstance(decided, Claim) else decided.response
 
     @staticmethod
-    def _rows(project_id: str, events: Sequence[Event]) -> list[EventRow]:
-        rows = []
+    def rows(project_id: str, events: Sequence[Event]) -> list[Row]:
+        """The outbox rows of ``events``, each serialized once, with ``project_id`` set."""
+        names = TYPE_NAMES
+        rows: list[Row] = []
+        append = rows.append
         for event in events:
             event.project_id = project_id
-            rows.append(
-                EventRow(
-                    project_id=project_id,
-                    event_id=event.id,
-                    dialect=event.dialect,
-                    event_type=TYPE_NAMES.get(event.type, "unspecified"),
-                    received_at=event.received_at.ToMicroseconds(),
-                    payload=event.SerializeToString(),
+            received = event.received_at
+            append(
+                (
+                    project_id,
+                    event.id,
+                    event.dialect,
+                    names.get(event.type, "unspecified"),
+                    received.seconds * 1_000_000 + received.nanos // 1000,
+                    event.SerializeToString(),
                 )
             )
         return rows
 
     async def _submit(
-        self, rows: list[EventRow], claim: Claim | None, render: Render | None
-    ) -> tuple[list[Outcome], StoredResponse | None]:
+        self, rows: list[Row], claim: Claim | None, render: Render | None
+    ) -> tuple[Outcomes, StoredResponse | None]:
         if self._writer is None:
             raise StorageUnavailable("The gateway is shutting down", retry_after=1)
         state, n = self._state, len(rows)
@@ -176,7 +244,7 @@ class Ingestor:
                 except TimeoutError:
                     raise Overloaded("The gateway is overloaded", retry_after=1) from None
             state.events += n
-        future: asyncio.Future[tuple[list[Outcome], StoredResponse | None]]
+        future: asyncio.Future[tuple[Outcomes, StoredResponse | None]]
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(rows=rows, claim=claim, render=render, future=future))
         return await future
@@ -197,54 +265,99 @@ class Ingestor:
                     break
                 group.append(nxt)
                 n += len(nxt.rows)
-            await self._commit(group, n)
+            started = time.perf_counter()
+            committed = await self._commit(group, n)
             async with self._state.changed:
                 self._state.events -= n
                 self._state.changed.notify_all()
+            # The metrics hook, once per group (the queue already shrunk by this group); it must
+            # never stop the writer.
+            if committed and self._on_commit is not None:
+                try:
+                    self._on_commit(len(group), n, time.perf_counter() - started)
+                except Exception:
+                    log.exception("the on_commit hook failed")
 
-    async def _commit(self, group: list[_Job], n: int) -> None:
-        started = time.perf_counter()
-        first: dict[tuple[str, str], tuple[int, int]] = {}
-        unique: list[EventRow] = []
-        for j, job in enumerate(group):
-            for i, row in enumerate(job.rows):
-                key = (row.project_id, row.event_id)
-                if key not in first:
-                    first[key] = (j, i)
-                    unique.append(row)
-        results: list[tuple[list[Outcome], StoredResponse | None] | BaseException] = []
+    @staticmethod
+    def _duplicates(
+        rows: list[Row], new: set[tuple[str, str]] | None, first: dict[tuple[str, str], Row] | None
+    ) -> frozenset[int]:
+        """Indexes of ``rows`` this group did not store: already in the database (not in
+        ``new``), or not the first occurrence of their key in the group (``first``)."""
+        return frozenset(
+            i
+            for i, row in enumerate(rows)
+            if (first is not None and first[_KEY(row)] is not row)
+            or (new is not None and _KEY(row) not in new)
+        )
+
+    @staticmethod
+    def _outcomes(
+        job: _Job, new: set[tuple[str, str]] | None, first: dict[tuple[str, str], Row] | None
+    ) -> Outcomes:
+        ids = [row[1] for row in job.rows]
+        if new is None and first is None:
+            return Outcomes(ids)
+        return Outcomes(ids, Ingestor._duplicates(job.rows, new, first))
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        group: list[_Job],
+        unique: list[Row],
+        first: dict[tuple[str, str], Row] | None,
+        results: list[tuple[Outcomes, StoredResponse | None] | BaseException],
+    ) -> None:
+        """The group's events and its keyed requests' stored responses, in ``conn``'s open
+        transaction."""
+        new = await self.events.insert_rows(conn, unique)
+        for job in group:
+            outcomes = self._outcomes(job, new, first)
+            response = None
+            if job.claim is not None and job.render is not None:
+                try:
+                    response = job.render(outcomes)
+                except Exception as exc:  # an adapter bug: fail this request only
+                    log.exception("rendering a stored response failed")
+                    results.append(exc)
+                    continue
+                await self.idempotency.complete(conn, job.claim, response)
+            results.append((outcomes, response))
+
+    async def _commit(self, group: list[_Job], n: int) -> bool:
+        """Commit ``group`` and answer its requests; False when the transaction failed."""
+        rows: list[Row] = list(chain.from_iterable(job.rows for job in group))
+        first: dict[tuple[str, str], Row] | None = None
+        unique = rows
+        if len(set(map(_KEY, rows))) != len(rows):  # rare: the first occurrence of a key wins
+            first = {}
+            for row in rows:
+                first.setdefault(_KEY(row), row)
+            unique = list(first.values())
+        results: list[tuple[Outcomes, StoredResponse | None] | BaseException] = []
         try:
-            async with self.events.engine.begin() as conn:
-                inserted = await self.events.insert(conn, unique)
-                for j, job in enumerate(group):
-                    outcomes = [
-                        Outcome(
-                            status=Status.ACCEPTED
-                            if (key := (row.project_id, row.event_id)) in inserted
-                            and first[key] == (j, i)
-                            else Status.DUPLICATE,
-                            event_id=row.event_id,
-                        )
-                        for i, row in enumerate(job.rows)
-                    ]
-                    response = None
-                    if job.claim is not None and job.render is not None:
-                        try:
-                            response = job.render(outcomes)
-                        except Exception as exc:  # an adapter bug: fail this request only
-                            log.exception("rendering a stored response failed")
-                            results.append(exc)
-                            continue
-                        await self.idempotency.complete(conn, job.claim, response)
-                    results.append((outcomes, response))
+            if self._conn is None:
+                self._conn = await self.events.engine.connect()
+            conn = self._conn
+            if self.events.commits_in_one_call and all(job.claim is None for job in group):
+                # No stored response to write with the events: insert and commit in one call.
+                new = await self.events.insert_committed(conn, unique)
+                results.extend((self._outcomes(job, new, first), None) for job in group)
+            else:
+                async with conn.begin():
+                    await self._write(conn, group, unique, first, results)
         except Exception as exc:
             log.exception("group commit of %d events failed", n)
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.invalidate()
+                self._conn = None
             error = StorageUnavailable("Storage is unavailable", retry_after=1)
             error.__cause__ = exc
             for job in group:
                 if not job.future.done():
                     job.future.set_exception(error)
-            return
+            return False
         for job, result in zip(group, results, strict=True):
             if job.future.done():
                 continue
@@ -252,5 +365,4 @@ class Ingestor:
                 job.future.set_exception(result)
             else:
                 job.future.set_result(result)
-        if self._on_commit is not None:
-            self._on_commit(len(group), n, time.perf_counter() - started)
+        return True

@@ -10,9 +10,9 @@ ones carry a ``google.rpc.RetryInfo`` detail.
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -33,21 +33,25 @@ from gateway.errors import (
     InvalidRequest,
     MissingCredential,
     MissingScope,
+    RateLimited,
     RetryableError,
+    StorageUnavailable,
     grpc_status_name,
 )
-from gateway.ingest import IdempotencyRequest
+from gateway.health import Health
+from gateway.ingest import TYPE_NAMES, IdempotencyRequest, Outcomes
+from gateway.logs import call, current_call
 from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event, EventType
 from gateway.pb.gateway_pb2 import (
     DESCRIPTOR,
-    EventResult,
     EventStatus,
     GetSubmissionRequest,
     SubmitBatchRequest,
     SubmitBatchResponse,
 )
 from gateway.runtime import Runtime
+from gateway.storage.events import Row
 from gateway.storage.idempotency import StoredResponse
 from gateway.storage.tenants import TRACK_SCOPE
 
@@ -61,12 +65,15 @@ MAX_IDEMPOTENCY_KEY = 255
 STREAM_WINDOW = 8  # batches of one stream in flight at once; answers stay in order
 _ID_NAMESPACE = uuid.UUID("0b6a7c52-3c5e-4d44-9b1a-6a8f3b1f0c11")
 _MIN_SECONDS, _MAX_SECONDS = 946_684_800, 4_102_444_800
+# Enum values as plain ints: protobuf's enum wrappers resolve attributes slowly (hot path).
+_EVENT_TYPES = frozenset(EventType.values())
+_TRACK = EventType.EVENT_TYPE_TRACK
+_ACCEPTED = EventStatus.EVENT_STATUS_ACCEPTED
+_DUPLICATE = EventStatus.EVENT_STATUS_DUPLICATE
+_REJECTED = EventStatus.EVENT_STATUS_REJECTED
+_INVALID = ("invalid_event", "event is invalid", "")
 M = TypeVar("M", bound=Message)
 Context = grpc.aio.ServicerContext[object, object]
-_STATUS = {
-    Status.ACCEPTED: EventStatus.EVENT_STATUS_ACCEPTED,
-    Status.DUPLICATE: EventStatus.EVENT_STATUS_DUPLICATE,
-}
 
 
 class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
@@ -78,6 +85,7 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
     ) -> SubmitBatchResponse:
         try:
             principal = await self._authenticate(context)
+            self._rate_limit(principal)
             return await self._submit(principal, request)
         except GatewayError as error:
             await _abort(context, error)
@@ -87,17 +95,34 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
         request_iterator: AsyncIterator[SubmitBatchRequest],
         context: Context,
     ) -> AsyncIterator[SubmitBatchResponse]:
-        pending: collections.deque[asyncio.Task[SubmitBatchResponse]] = collections.deque()
+        # Requests are read while answers are written (a client may wait for answers before it
+        # writes more): up to STREAM_WINDOW batches in flight, answered in order. An error ends
+        # the stream after the answers of the batches before it.
+        window: asyncio.Queue[asyncio.Task[SubmitBatchResponse] | Exception | None]
+        window = asyncio.Queue(STREAM_WINDOW)
+        reader: asyncio.Task[None] | None = None
+
+        async def read(principal: Principal) -> None:
+            try:
+                async for request in request_iterator:
+                    self._rate_limit(principal)  # every batch of a stream takes a token
+                    await window.put(asyncio.create_task(self._submit(principal, request)))
+            except Exception as exc:
+                await window.put(exc)
+            else:
+                await window.put(None)
+
         try:
-            principal = await self._authenticate(context)
-            async for request in request_iterator:
-                pending.append(asyncio.create_task(self._submit(principal, request)))
-                while pending and (len(pending) >= STREAM_WINDOW or pending[0].done()):
-                    yield await pending.popleft()
-            while pending:
-                yield await pending.popleft()
+            reader = asyncio.create_task(read(await self._authenticate(context)))
+            while (item := await window.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield await item
         except GatewayError as error:
             await _abort(context, error)
+        finally:
+            if reader is not None:
+                reader.cancel()
 
     async def GetSubmission(
         self, request: GetSubmissionRequest, context: Context
@@ -106,9 +131,12 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
             principal = await self._authenticate(context)
             if not request.idempotency_key:
                 raise InvalidRequest("idempotency_key is required")
-            replay = await self.runtime.idempotency.lookup(
-                principal.project_id, request.idempotency_key
-            )
+            try:
+                replay = await self.runtime.idempotency.lookup(
+                    principal.project_id, request.idempotency_key
+                )
+            except Exception as exc:  # the database cannot answer: retry later
+                raise StorageUnavailable("Storage is unavailable", retry_after=1) from exc
         except GatewayError as error:
             await _abort(context, error)
         if replay is None or replay.endpoint != ENDPOINT:
@@ -124,9 +152,15 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
         if scheme.lower() != "bearer" or not secret.strip():
             raise MissingCredential("authorization metadata with a Bearer key is required")
         principal = await self.runtime.auth.authenticate(ApiKey(secret.strip()))
+        if (info := current_call.get()) is not None:
+            info.project = principal.project_id
         if TRACK_SCOPE not in principal.scopes:
             raise MissingScope(f"API key missing {TRACK_SCOPE} scope", scope=TRACK_SCOPE)
         return principal
+
+    def _rate_limit(self, principal: Principal) -> None:
+        """One token of the key's bucket per batch; RESOURCE_EXHAUSTED with RetryInfo if none."""
+        self.runtime.limiter.acquire(principal.key_id, principal.rate_limit)
 
     async def _submit(
         self, principal: Principal, request: SubmitBatchRequest
@@ -144,63 +178,114 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
             fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
             idempotency = IdempotencyRequest(key=key, endpoint=ENDPOINT, fingerprint=fingerprint)
 
-        received = Timestamp()
-        received.GetCurrentTime()
-        results: list[EventResult | None] = [None] * len(request.events)
-        valid: list[Event] = []
-        positions: list[int] = []
+        # One pass per event: validate, then serialize once into the outbox row. What the gateway
+        # sets on every event (dialect, project, receive time; type and occurred-at when absent)
+        # is appended to the event's bytes as a serialized suffix rather than set on the message:
+        # protobuf keeps the last value of a field it parses twice, so the stored bytes decode to
+        # the normalized event.
+        now_ns = time.time_ns()
+        received = Timestamp(seconds=now_ns // 1_000_000_000, nanos=now_ns % 1_000_000_000)
+        received_us = now_ns // 1000
+        project_id = principal.project_id
+        suffixes = _suffixes(project_id, received)
+        max_bytes = self.runtime.settings.max_event_bytes
+        rejected: dict[int, tuple[str, str, str]] = {}
+        rows: list[Row] = []
+        append = rows.append
         for index, event in enumerate(request.events):
-            problem = self._validate(principal, event)
-            if problem is not None:
-                code, message, field = problem
-                results[index] = EventResult(
-                    index=index,
-                    status=EventStatus.EVENT_STATUS_REJECTED,
-                    event_id=event.id,
-                    code=code,
-                    message=message,
-                    field=field,
-                )
+            event_id = event.id
+            kind = event.type
+            name = event.name
+            timed = event.HasField("occurred_at")
+            if (
+                len(event_id) > MAX_ID
+                or not name
+                or len(name) > MAX_NAME
+                or kind not in _EVENT_TYPES
+                or (event.project_id and event.project_id != project_id)
+                or (timed and not _MIN_SECONDS <= event.occurred_at.seconds <= _MAX_SECONDS)
+            ):
+                rejected[index] = self._validate(principal, event) or _INVALID
                 continue
-            event.dialect = "grpc"
-            event.received_at.CopyFrom(received)
-            if not event.HasField("occurred_at"):
-                event.occurred_at.CopyFrom(received)
-            if event.type == EventType.EVENT_TYPE_UNSPECIFIED:
-                event.type = EventType.EVENT_TYPE_TRACK
-            if not event.id:
+            if event.HasField("received_at"):  # the client's would merge with ours: drop it
+                event.ClearField("received_at")
+            if not event_id:
                 seed = f"key:{key}" if key else f"request:{uuid.uuid4().hex}"
-                event.id = str(uuid.uuid5(_ID_NAMESPACE, f"{seed}\x00{index}"))
-            valid.append(event)
-            positions.append(index)
+                event.id = event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{seed}\x00{index}"))
+            payload = event.SerializeToString() + suffixes[(not kind) * 2 + (not timed)]
+            if len(payload) > max_bytes:
+                message = f"event is {len(payload)} bytes, the limit is {max_bytes}"
+                rejected[index] = ("too_large", message, "")
+                continue
+            kind = kind or _TRACK
+            append((project_id, event_id, "grpc", TYPE_NAMES[kind], received_us, payload))
 
         def build(outcomes: Sequence[Outcome]) -> SubmitBatchResponse:
-            merged = list(results)
-            for position, outcome in zip(positions, outcomes, strict=True):
-                merged[position] = EventResult(
-                    index=position, status=_STATUS[outcome.status], event_id=outcome.event_id
-                )
-            done = [r for r in merged if r is not None]
-            counts = collections.Counter(r.status for r in done)
-            return SubmitBatchResponse(
-                results=done,
-                accepted=counts[EventStatus.EVENT_STATUS_ACCEPTED],
-                duplicates=counts[EventStatus.EVENT_STATUS_DUPLICATE],
-                rejected=counts[EventStatus.EVENT_STATUS_REJECTED],
+            """Results by request index: rejections where they were, the rows' outcomes between."""
+            duplicates = (
+                outcomes.duplicates
+                if isinstance(outcomes, Outcomes)
+                else frozenset(i for i, o in enumerate(outcomes) if o.status is not Status.ACCEPTED)
             )
+            response = SubmitBatchResponse(
+                accepted=len(rows) - len(duplicates),
+                duplicates=len(duplicates),
+                rejected=len(rejected),
+            )
+            add = response.results.add
+            if not rejected and not duplicates:
+                for index, row in enumerate(rows):
+                    add(index=index, status=_ACCEPTED, event_id=row[1])
+                return response
+            events = request.events
+            position = 0
+            for index in range(len(events)):
+                problem = rejected.get(index)
+                if problem is not None:
+                    code, message, field = problem
+                    add(
+                        index=index,
+                        status=_REJECTED,
+                        event_id=events[index].id,
+                        code=code,
+                        message=message,
+                        field=field,
+                    )
+                    continue
+                status = _DUPLICATE if position in duplicates else _ACCEPTED
+                add(index=index, status=status, event_id=rows[position][1])
+                position += 1
+            return response
 
         def render(outcomes: Sequence[Outcome]) -> StoredResponse:
             return StoredResponse(status=0, body=build(outcomes).SerializeToString(), headers={})
 
-        ingested = await self.runtime.ingestor.ingest(
-            principal.project_id, valid, idempotency=idempotency, render=render
+        ingested = await self.runtime.ingestor.ingest_rows(
+            project_id, rows, idempotency=idempotency, render=render
         )
         if ingested.response is not None:
             response = SubmitBatchResponse.FromString(ingested.response.body)
             response.replayed = ingested.replayed
-            return response
-        assert ingested.outcomes is not None
-        return build(ingested.outcomes)
+        else:
+            assert ingested.outcomes is not None
+            response = build(ingested.outcomes)
+        self._count(len(request.events), response)
+        return response
+
+    def _count(self, events: int, response: SubmitBatchResponse) -> None:
+        """The metrics and access-log counts of one answered batch (a replay counts nothing)."""
+        info = current_call.get()
+        endpoint = info.endpoint if info is not None else "SubmitBatch"
+        self.runtime.metrics.observe_batch("grpc", endpoint, events)
+        if info is None:
+            return
+        info.events = (info.events or 0) + events
+        if response.replayed:
+            info.replays += 1
+        else:
+            info.accepted += response.accepted
+            info.duplicates += response.duplicates
+            info.rejected += response.rejected
 
     def _validate(self, principal: Principal, event: Event) -> tuple[str, str, str] | None:
         if len(event.id) > MAX_ID:
@@ -211,7 +296,7 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
             return "invalid_field", f"name must be at most {MAX_NAME} characters", "name"
         if event.project_id and event.project_id != principal.project_id:
             return "project_mismatch", "project_id names another project than the key", "project_id"
-        if event.type not in EventType.values():
+        if event.type not in _EVENT_TYPES:
             return "invalid_field", "type is not a known EventType", "type"
         if event.HasField("occurred_at") and not (
             _MIN_SECONDS <= event.occurred_at.seconds <= _MAX_SECONDS
@@ -224,7 +309,17 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
         return None
 
 
+def _suffixes(project_id: str, received: Timestamp) -> tuple[bytes, bytes, bytes, bytes]:
+    """The serialized normalization of an event, by ``2 * (no type) + (no occurred-at)``."""
+    common = Event(dialect="grpc", project_id=project_id, received_at=received).SerializeToString()
+    typed = Event(type=_TRACK).SerializeToString()
+    timed = Event(occurred_at=received).SerializeToString()
+    return common, common + timed, common + typed, common + typed + timed
+
+
 async def _abort(context: Context, error: GatewayError) -> NoReturn:
+    if (info := current_call.get()) is not None:
+        info.error, info.rate_limited = error.code, isinstance(error, RateLimited)
     code = grpc.StatusCode[grpc_status_name(error)]
     status = status_pb2.Status(code=code.value[0], message=error.message)
     if isinstance(error, RetryableError) and error.retry_after is not None:
@@ -239,12 +334,18 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
     """The EventGateway methods, with requests parsed here rather than by grpc: a body that is not
     a valid message is INVALID_ARGUMENT (grpc's own decoding would answer UNKNOWN)."""
 
+    runtime = service.runtime
+
+    # Each call runs inside ``call``: request id, one access-log line, the request metrics.
     async def submit_batch(raw: bytes, context: Context) -> SubmitBatchResponse:
-        return await service.SubmitBatch(await _parse(SubmitBatchRequest, raw, context), context)
+        async with call(context, "SubmitBatch", f"/{SERVICE}/SubmitBatch", runtime):
+            request = await _parse(SubmitBatchRequest, raw, context)
+            return await service.SubmitBatch(request, context)
 
     async def get_submission(raw: bytes, context: Context) -> SubmitBatchResponse:
-        request = await _parse(GetSubmissionRequest, raw, context)
-        return await service.GetSubmission(request, context)
+        async with call(context, "GetSubmission", f"/{SERVICE}/GetSubmission", runtime):
+            request = await _parse(GetSubmissionRequest, raw, context)
+            return await service.GetSubmission(request, context)
 
     async def submit_stream(
         raw: AsyncIterator[bytes], context: Context
@@ -257,8 +358,9 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
                     raise InvalidRequest("request is not a valid SubmitBatchRequest") from None
 
         # grpc.aio streams the answers of an async generator function only.
-        async for response in service.SubmitStream(requests(), context):
-            yield response
+        async with call(context, "SubmitStream", f"/{SERVICE}/SubmitStream", runtime):
+            async for response in service.SubmitStream(requests(), context):
+                yield response
 
     serialize = SubmitBatchResponse.SerializeToString
     return grpc.method_handlers_generic_handler(
@@ -286,6 +388,30 @@ async def _parse(cls: type[M], raw: bytes, context: Context) -> M:
         )
 
 
+# grpc-stubs predates the asyncio health servicer.
+class ReadinessHealthServicer(health.aio.HealthServicer):  # type: ignore[misc,name-defined]
+    """The standard health service, SERVING only while the gateway is ready: each ``Check``
+    runs the checks of ``/readyz`` (at most once a second) and updates every service's status,
+    which ``Watch`` streams then follow."""
+
+    def __init__(self, readiness: Health) -> None:
+        super().__init__()
+        self.readiness = readiness
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Context
+    ) -> health_pb2.HealthCheckResponse:
+        ready = (await self.readiness.cached()).ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else NOT_SERVING
+        for name in ("", SERVICE):
+            await self.set(name, status)
+        response: health_pb2.HealthCheckResponse = await super().Check(request, context)
+        return response
+
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
 async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC server (EventGateway, health, reflection); returns it and its bound port."""
     limit = runtime.settings.max_grpc_message_bytes
@@ -297,8 +423,7 @@ async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[grp
         ]
     )
     server.add_generic_rpc_handlers((_handlers(EventGatewayService(runtime)),))
-    # grpc-stubs predates the asyncio health servicer.
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_servicer = ReadinessHealthServicer(runtime.health)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (

@@ -16,7 +16,10 @@ from adapters import default_registry
 from adapters.registry import Registry
 from gateway.auth import Authenticator
 from gateway.config import Settings
+from gateway.health import Health
 from gateway.ingest import Ingestor, WriterLimits
+from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter
 from gateway.storage.engine import create_engine
 from gateway.storage.events import EventStore
 from gateway.storage.idempotency import IdempotencyStore
@@ -33,6 +36,11 @@ class Runtime:
     events: EventStore
     ingestor: Ingestor
     registry: Registry
+    # Per-key token buckets: this worker's share of each key's rate limit.
+    limiter: RateLimiter
+    # Prometheus families (GET /metrics) and readiness (GET /readyz, gRPC health).
+    metrics: Metrics
+    health: Health
 
 
 # Where the aiohttp application keeps its runtime.
@@ -51,6 +59,11 @@ async def open_runtime(
         retention_s=settings.idempotency_retention_seconds,
         lock_timeout_s=settings.idempotency_lock_timeout_seconds,
     )
+    metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
+
+    def on_commit(requests: int, n: int, seconds: float) -> None:
+        metrics.observe_commit(requests, n, seconds, queued=ingestor.queued_events)
+
     ingestor = Ingestor(
         events,
         idempotency,
@@ -60,6 +73,7 @@ async def open_runtime(
             queue_max_events=settings.queue_max_events,
             queue_wait_s=settings.queue_wait_seconds,
         ),
+        on_commit=on_commit,
     )
     await ingestor.start()
     try:
@@ -72,6 +86,9 @@ async def open_runtime(
             events=events,
             ingestor=ingestor,
             registry=registry or default_registry(),
+            limiter=RateLimiter(workers=settings.workers),
+            metrics=metrics,
+            health=Health(engine),
         )
     finally:
         await ingestor.stop()

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from adapters.base import Adapter, Outcome, RawRequest, Response, Translation
+from gateway.auth import Principal
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -26,11 +27,15 @@ from gateway.errors import (
     MissingCredential,
     MissingScope,
     OriginNotAllowed,
+    PayloadTooLarge,
     ProjectMismatch,
+    RateLimited,
     RouteNotFound,
 )
 from gateway.http.body import media_type, read_body
 from gateway.ingest import IdempotencyRequest
+from gateway.logs import RequestInfo, request_info
+from gateway.pb.event_pb2 import Event
 from gateway.runtime import RUNTIME, Runtime
 from gateway.storage.idempotency import StoredResponse
 from gateway.storage.tenants import TRACK_SCOPE
@@ -60,6 +65,8 @@ class DialectHandler:
         match = self.registry.match(request.method, request.path)
         adapter = match.adapter
         origin = request.headers.get("Origin")
+        info = request_info(request)
+        info.dialect = adapter.name if adapter is not None else ""
         if match.route is None:
             if request.method == "OPTIONS" and adapter is not None:
                 cors = [r for r in adapter.routes if r.path == request.path and r.cors]
@@ -77,6 +84,7 @@ class DialectHandler:
             return self._send(rendered, extra=headers)
         assert adapter is not None
         route = match.route
+        info.endpoint = route.name
         raw = RawRequest(
             route=route,
             headers={k.lower(): v for k, v in request.headers.items()},
@@ -87,27 +95,44 @@ class DialectHandler:
             request_id=uuid.uuid4().hex,
             idempotency_key=request.headers.get("Idempotency-Key") or None,
         )
+        # X-RateLimit-* of a rate-limited key, on every response once it is authenticated.
+        limits: dict[str, str] = {}
         try:
             limit = route.max_body_bytes or self.runtime.settings.max_body_bytes
             raw = dataclasses.replace(raw, body=await read_body(request, limit))
-            rendered, replayed = await self._process(adapter, raw, adapter.translate(raw), origin)
+            translation = adapter.translate(raw)
+            info.events = len(translation.items)
+            self.runtime.metrics.observe_batch(adapter.name, route.name, info.events)
+            rendered, replayed = await self._process(
+                adapter, raw, translation, origin, limits, info=info
+            )
         except GatewayError as exc:
             rendered, replayed = adapter.render_error(raw, exc), False
+            info.error, info.rate_limited = exc.code, isinstance(exc, RateLimited)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             rendered = adapter.render_error(raw, GatewayError("Internal server error"))
-            replayed = False
-        extra = {"Idempotent-Replayed": "true"} if replayed else {}
+            replayed, info.error = False, "internal"
+        extra = {**limits, "Idempotent-Replayed": "true"} if replayed else limits
         if route.cors and origin:
             extra |= _cors_headers(origin)
         return self._send(rendered, extra=extra)
 
     async def _process(
-        self, adapter: Adapter, raw: RawRequest, translation: Translation, origin: str | None
+        self,
+        adapter: Adapter,
+        raw: RawRequest,
+        translation: Translation,
+        origin: str | None,
+        limits: dict[str, str],
+        *,
+        info: RequestInfo,
     ) -> tuple[Response, bool]:
         if translation.credential is None:
             raise translation.failure or MissingCredential("Missing credentials")
         principal = await self.runtime.auth.authenticate(translation.credential)
+        info.project = principal.project_id
+        self._rate_limit(principal, limits)
         if TRACK_SCOPE not in principal.scopes:
             raise MissingScope(f"API key missing {TRACK_SCOPE} scope", scope=TRACK_SCOPE)
         if translation.claimed_projects - {principal.project_id}:
@@ -115,7 +140,11 @@ class DialectHandler:
         if origin and principal.allowed_origins and origin not in principal.allowed_origins:
             raise OriginNotAllowed("Origin not authorized")
         failure = translation.failure
+        if failure is None:
+            self._check_event_sizes(translation)
         idempotency = self._idempotency(raw)
+        # All items are rejected with an all-or-nothing failure, else the adapter's rejections.
+        info.rejected = len(translation.items) - (0 if failure else len(translation.events))
         if failure is not None and idempotency is None:
             raise failure
 
@@ -134,6 +163,11 @@ class DialectHandler:
             idempotency=idempotency,
             render=render,
         )
+        if ingested.replayed:  # counted when first processed
+            info.replays, info.rejected = 1, 0
+        elif ingested.outcomes is not None:
+            info.accepted = ingested.outcomes.accepted  # counted, not built per event
+            info.duplicates = len(ingested.outcomes) - info.accepted
         if ingested.response is not None:
             stored = ingested.response
             headers = dict(stored.headers)
@@ -149,6 +183,29 @@ class DialectHandler:
             )
         assert ingested.outcomes is not None
         return adapter.render(raw, translation, ingested.outcomes), False
+
+    def _rate_limit(self, principal: Principal, limits: dict[str, str]) -> None:
+        """Take a token from the key's bucket (``RateLimited`` when empty) and note the key's
+        ``X-RateLimit-*`` headers, which every dialect's responses carry for a limited key."""
+        limiter = self.runtime.limiter
+        try:
+            limiter.acquire(principal.key_id, principal.rate_limit)
+        finally:
+            quota = limiter.quota(principal.key_id, principal.rate_limit)
+            if quota is not None:
+                limits.update(quota.headers())
+
+    def _check_event_sizes(self, translation: Translation) -> None:
+        """Every event within ``max_event_bytes`` encoded, as on gRPC: fields without a typed
+        home (extras) are otherwise bounded only by the body. A request holding a bigger event is
+        refused whole (413), which keeps all-or-nothing dialects all-or-nothing."""
+        limit = self.runtime.settings.max_event_bytes
+        for index, item in enumerate(translation.items):
+            if isinstance(item, Event) and (size := item.ByteSize()) > limit:
+                raise PayloadTooLarge(
+                    f"Event {index} is {size} bytes encoded; the limit is {limit} bytes per event",
+                    limit=limit,
+                )
 
     @staticmethod
     def _idempotency(raw: RawRequest) -> IdempotencyRequest | None:

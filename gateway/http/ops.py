@@ -1,33 +1,47 @@
-"""Operational endpoints: ``GET /healthz`` (the process serves) and ``GET /readyz`` (the database
-answers and its schema is at the migrations' head)."""
+"""Operational endpoints: ``GET /healthz`` (the process serves), ``GET /readyz`` (the database
+answers, its schema is at the migrations' head, and an in-process relay is healthy; see
+``gateway.health``) and ``GET /metrics`` (Prometheus text format; see ``gateway.metrics``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
-from gateway import migrate
+from gateway.logs import request_info
+from gateway.metrics import CONTENT_TYPE
 from gateway.runtime import RUNTIME
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def routes() -> list[web.RouteDef]:
-    head = migrate.head_revision()
-
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        try:
-            revision = await migrate.current_revision(request.app[RUNTIME].engine)
-        except Exception as exc:
-            return web.json_response(
-                {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
-                status=503,
-            )
-        if revision != head:
-            return web.json_response(
-                {"status": "unavailable", "database": f"schema at {revision}, head is {head}"},
-                status=503,
-            )
-        return web.json_response({"status": "ok", "database": "ok", "schema": revision})
+        readiness = await request.app[RUNTIME].health.check()
+        return web.json_response(readiness.document(), status=200 if readiness.ready else 503)
 
-    return [web.get("/healthz", healthz), web.get("/readyz", readyz)]
+    async def metrics(request: web.Request) -> web.Response:
+        runtime = request.app[RUNTIME]
+        runtime.metrics.queue.set(runtime.ingestor.queued_events)
+        body = runtime.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    return [
+        web.get("/healthz", _named("healthz", healthz)),
+        web.get("/readyz", _named("readyz", readyz)),
+        web.get("/metrics", _named("metrics", metrics)),
+    ]
+
+
+def _named(endpoint: str, handler: Handler) -> Handler:
+    """``handler``, labelled ``dialect="ops"`` in the access log and the metrics."""
+
+    async def labelled(request: web.Request) -> web.StreamResponse:
+        info = request_info(request)
+        info.dialect, info.endpoint = "ops", endpoint
+        return await handler(request)
+
+    return labelled
