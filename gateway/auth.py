@@ -8,16 +8,20 @@ process.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from adapters.base import ApiKey, Credential, ProjectRef
-from gateway.errors import InvalidCredential, UnknownProject
+from gateway.errors import InvalidCredential, StorageUnavailable, UnknownProject
 from gateway.storage.tenants import TRACK_SCOPE, Project, TenantStore, hash_key
+
+log = logging.getLogger(__name__)
 
 _MAX_CACHED = 50_000
 T = TypeVar("T")
@@ -45,6 +49,7 @@ class Authenticator:
         self.clock = clock
         self._keys: dict[str, tuple[float, Principal | str]] = {}
         self._projects: dict[str, tuple[float, Project | None]] = {}
+        self._lookups: dict[str, asyncio.Future[Any]] = {}
 
     async def authenticate(self, credential: Credential) -> Principal:
         if isinstance(credential, ApiKey):
@@ -56,7 +61,8 @@ class Authenticator:
         now = self.clock()
         cached = self._keys.get(digest)
         if cached is None or cached[0] <= now:
-            cached = (now + self.ttl, await self._resolve_key(digest))
+            answer = await self._once(f"key:{digest}", lambda: self._resolve_key(digest))
+            cached = (now + self.ttl, answer)
             self._remember(self._keys, digest, cached)
         answer = cached[1]
         if isinstance(answer, str):
@@ -64,7 +70,7 @@ class Authenticator:
         return answer
 
     async def _resolve_key(self, digest: str) -> Principal | str:
-        record = await self.tenants.find_key(digest)
+        record = await _storage(self.tenants.find_key(digest))
         if record is None or not hmac.compare_digest(record.key_hash, digest):
             return "Invalid API key"
         if record.revoked_at is not None:
@@ -99,12 +105,37 @@ class Authenticator:
         now = self.clock()
         cached = self._projects.get(project_id)
         if cached is None or cached[0] <= now:
-            cached = (now + self.ttl, await self.tenants.get_project(project_id))
+            project = await self._once(
+                f"project:{project_id}", lambda: _storage(self.tenants.get_project(project_id))
+            )
+            cached = (now + self.ttl, project)
             self._remember(self._projects, project_id, cached)
         return cached[1]
+
+    async def _once(self, key: str, lookup: Callable[[], Awaitable[T]]) -> T:
+        """One lookup per key at a time: the requests that miss the cache together (all of them,
+        under load, when an answer expires) share one database query."""
+        pending = self._lookups.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(lookup())
+            self._lookups[key] = pending
+            pending.add_done_callback(lambda _: self._lookups.pop(key, None))
+        answer: T = await asyncio.shield(pending)
+        return answer
 
     @staticmethod
     def _remember(cache: dict[str, T], key: str, value: T) -> None:
         if len(cache) >= _MAX_CACHED:
             cache.clear()
         cache[key] = value
+
+
+async def _storage(lookup: Awaitable[T]) -> T:
+    """A credential lookup; a database that cannot answer is ``StorageUnavailable`` (retryable
+    503 / UNAVAILABLE), not an internal error."""
+    try:
+        return await lookup
+    except Exception as exc:
+        # The type only: the message of a driver error may quote the statement and its values.
+        log.warning("credential lookup failed: %s", type(exc).__name__)
+        raise StorageUnavailable("Storage is unavailable", retry_after=1) from exc
