@@ -53,6 +53,8 @@ BATCH = Route(path="/batch", name="batch", max_body_bytes=1024 * 1024, cors=True
 TRACK = Route(path="/track", name="track", cors=True)
 SINGLE = Route(path="/", name="single", cors=True)
 MAX_BATCH = 100
+_OUTGOING_LINK = EventType.EVENT_TYPE_OUTGOING_LINK
+_UUID_LENGTH = 36
 INVALID_BODY = "Invalid request body"
 
 
@@ -222,19 +224,20 @@ def _rejection_result(item: Rejection) -> dict[str, Any]:
 def _event_result(
     request: RawRequest, index: int, event: Event, outcome: Outcome | None
 ) -> dict[str, Any]:
-    kind = "outgoing_link" if event.type == EventType.EVENT_TYPE_OUTGOING_LINK else "track"
+    link = event.type == _OUTGOING_LINK
+    kind = "outgoing_link" if link else "track"
     result: dict[str, Any] = {"status": "success", "type": kind}
-    # Like the vendor, echo `eventId` only when the client sent one (ours are generated ids).
-    given = event.type == EventType.EVENT_TYPE_OUTGOING_LINK or event.id != generated_id(
-        request, index
-    )
+    # Like the vendor, echo `eventId` only when the client sent one (ours are generated ids,
+    # UUIDs: an id of another length cannot be one).
+    event_id = event.id
+    given = link or len(event_id) != _UUID_LENGTH or event_id != generated_id(request, index)
     if outcome is None or outcome.status is Status.REJECTED:
         message = outcome.message if outcome is not None and outcome.message else SCHEMA_ERROR
         result = {"status": "error", "message": message, "eventType": kind}
         if outcome is not None and outcome.field:
             result["errors"] = [{"field": outcome.field, "message": message}]
     if given:
-        result["eventId"] = event.id
+        result["eventId"] = event_id
     return result
 
 

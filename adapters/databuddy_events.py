@@ -18,6 +18,7 @@ import orjson
 from google.protobuf.message import Message
 
 from adapters.base import RawRequest, Rejection
+from adapters.databuddy_fast import fast_track_event
 from adapters.fields import (
     MAX_PROPERTY_DEPTH,
     FieldError,
@@ -50,11 +51,16 @@ UNKNOWN_TYPE = "Unknown event type"
 KINDS = ("track", "outgoing_link")
 
 
+# Enum values as plain ints: protobuf's enum wrappers resolve attributes slowly (per event).
+_TRACK = EventType.EVENT_TYPE_TRACK
+_PAGE_VIEW = EventType.EVENT_TYPE_PAGE_VIEW
+_OUTGOING_LINK = EventType.EVENT_TYPE_OUTGOING_LINK
+_CUSTOM = EventType.EVENT_TYPE_CUSTOM
+
+
 def _base(kind: EventType.ValueType, event_id: str, received_at: datetime) -> Event:
-    event = Event(id=event_id, dialect=DIALECT, type=kind)
-    event.received_at.CopyFrom(to_timestamp(received_at))
-    event.occurred_at.CopyFrom(to_timestamp(received_at))
-    return event
+    stamp = to_timestamp(received_at)
+    return Event(id=event_id, dialect=DIALECT, type=kind, received_at=stamp, occurred_at=stamp)
 
 
 def _properties(f: Fields, event: Event) -> None:
@@ -100,7 +106,7 @@ def track_event(f: Fields, *, default_id: str, received_at: datetime) -> Event:
     """A ``track`` payload (the browser tracker's page view or named event)."""
     event_id = f.text("eventId", max_len=512) or default_id
     name = f.text("name", required=True, min_len=1, max_len=128) or ""
-    kind = EventType.EVENT_TYPE_PAGE_VIEW if name in PAGE_VIEW_NAMES else EventType.EVENT_TYPE_TRACK
+    kind = _PAGE_VIEW if name in PAGE_VIEW_NAMES else _TRACK
     event = _base(kind, event_id, received_at)
     event.name = name
     _identity(f, event)
@@ -116,19 +122,28 @@ def track_event(f: Fields, *, default_id: str, received_at: datetime) -> Event:
     _put(event.device, "viewport_size", f.text("viewport_size", pattern=_SIZE))
     _put(event.device, "timezone", f.text("timezone", max_len=64))
     _put(event.device, "language", f.text("language", pattern=_LANGUAGE))
-    connection = f.text("connection_type")
-    if connection is not None and connection not in CONNECTION_TYPES:
-        raise f.error("connection_type", "must be one of " + ", ".join(sorted(CONNECTION_TYPES)))
-    _put(event.network, "connection_type", connection)
-    _put(event.network, "rtt_ms", f.number("rtt", minimum=0, maximum=10_000, integer=True))
-    _put(event.network, "downlink_mbps", f.number("downlink", minimum=0, maximum=10_000))
-    for key, attr in _UTM:
-        _put(event.campaign, attr, f.text(key, max_len=128))
-    for key, attr, maximum in _METRICS:
-        _put(event.performance, attr, f.number(key, minimum=0, maximum=maximum))
-    _put(event.performance, "interaction_count", f.integer("interaction_count", maximum=10_000))
-    _put(event.performance, "page_count", f.integer("page_count", maximum=1_000))
-    _properties(f, event)
+    # Groups of optional keys are read only when one of them is there (most trackers send few):
+    # absent keys need no reading, and the order of the checks is unchanged.
+    keys = f.data.keys()
+    if not keys.isdisjoint(_NETWORK_KEYS):
+        connection = f.text("connection_type")
+        if connection is not None and connection not in CONNECTION_TYPES:
+            choices = ", ".join(sorted(CONNECTION_TYPES))
+            raise f.error("connection_type", "must be one of " + choices)
+        _put(event.network, "connection_type", connection)
+        _put(event.network, "rtt_ms", f.number("rtt", minimum=0, maximum=10_000, integer=True))
+        _put(event.network, "downlink_mbps", f.number("downlink", minimum=0, maximum=10_000))
+    if not keys.isdisjoint(_UTM_KEYS):
+        for key, attr in _UTM:
+            _put(event.campaign, attr, f.text(key, max_len=128))
+    if not keys.isdisjoint(_PERFORMANCE_KEYS):
+        for key, attr, maximum in _METRICS:
+            _put(event.performance, attr, f.number(key, minimum=0, maximum=maximum))
+        count = f.integer("interaction_count", maximum=10_000)
+        _put(event.performance, "interaction_count", count)
+        _put(event.performance, "page_count", f.integer("page_count", maximum=1_000))
+    if "properties" in keys:
+        _properties(f, event)
     return event
 
 
@@ -146,12 +161,15 @@ _METRICS = (
     ("time_on_page", "time_on_page", 86_400),
     ("scroll_depth", "scroll_depth", 100),
 )
+_NETWORK_KEYS = frozenset({"connection_type", "rtt", "downlink"})
+_UTM_KEYS = frozenset(key for key, _ in _UTM)
+_PERFORMANCE_KEYS = frozenset(key for key, _, _ in _METRICS) | {"interaction_count", "page_count"}
 
 
 def outgoing_link_event(f: Fields, *, received_at: datetime) -> Event:
     """An ``outgoing_link`` payload: a click on a link leaving the site (``eventId`` required)."""
     event_id = f.text("eventId", required=True, min_len=1, max_len=512) or ""
-    event = _base(EventType.EVENT_TYPE_OUTGOING_LINK, event_id, received_at)
+    event = _base(_OUTGOING_LINK, event_id, received_at)
     event.name = "outgoing_link"
     _put(event.link, "href", f.text("href", required=True, min_len=1, max_len=2048))
     _put(event.link, "text", f.text("text", max_len=2048))
@@ -165,7 +183,7 @@ def custom_event(f: Fields, *, default_id: str, received_at: datetime) -> tuple[
     """A ``POST /track`` event, and the ``websiteId`` it names (the gateway checks it)."""
     name = f.text("name", required=True, min_len=1, max_len=256) or ""
     event_id = f.text("eventId", max_len=512) or default_id
-    event = _base(EventType.EVENT_TYPE_CUSTOM, event_id, received_at)
+    event = _base(_CUSTOM, event_id, received_at)
     event.name = name
     _put(event, "namespace", f.text("namespace", max_len=64))
     # The vendor's /track takes an integer ms or an ISO-8601 string, in the same time window.
@@ -225,11 +243,25 @@ def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection
         wrapper = {k: v for k, v in item.items() if k not in ("type", "payload")}
     else:
         f.used.add("type")
+    # The generated id is needed only when the payload brings none (hashing it is a good part
+    # of an event's cost).
+    default_id = "" if event_id or kind != "track" else generated_id(request, index)
+    if kind == "track" and not wrapper:
+        fast = fast_track_event(
+            data,
+            default_id=default_id,
+            received_at=request.received_at,
+            max_future=MAX_FUTURE,
+            size=_SIZE,
+            language=_LANGUAGE,
+            connection_types=CONNECTION_TYPES,
+            ignore=None if wrapped else "type",
+        )
+        if fast is not None:
+            return fast
     try:
         if kind == "track":
-            event = track_event(
-                f, default_id=generated_id(request, index), received_at=request.received_at
-            )
+            event = track_event(f, default_id=default_id, received_at=request.received_at)
         else:
             event = outgoing_link_event(f, received_at=request.received_at)
         set_extras(f, event, wrapper)

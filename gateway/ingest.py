@@ -11,6 +11,12 @@ Callers have already authenticated the request and translated it into canonical 
 
 An event whose (project, id) is already stored, or appears earlier in the same group, is a
 ``DUPLICATE``; the database decides, so this holds across processes.
+
+This is the hot path of every event, so per event it does no more than it must: each event is
+serialized once into a plain-tuple outbox row (``Ingestor.rows``; the gRPC front builds its rows
+itself, ``ingest_rows``), the writer keeps one connection (warm caches), a group without stored
+responses is inserted and committed in one call to the database driver, and the per-event
+answers (``Outcomes``) are a list of ids plus the few indexes that were duplicates.
 """
 
 from __future__ import annotations

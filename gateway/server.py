@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,11 @@ from gateway.config import Settings
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
+# The writer's database calls (on aiosqlite's thread) take the GIL back from the event loop after
+# every statement; at CPython's default 5 ms switch interval each take can wait that long behind
+# a busy loop, which stretches every group commit. `eventgw bench`: 1 ms gives ~25% more gRPC
+# ingest and shorter commits; below it, no further gain.
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +92,9 @@ async def run(
 
 
 def run_forever(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop when it is installed, else on asyncio's default loop."""
+    """Run ``main`` on uvloop when it is installed, else on asyncio's default loop, with a
+    short GIL switch interval (``SWITCH_INTERVAL_SECONDS``)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     try:
         import uvloop
     except ImportError:

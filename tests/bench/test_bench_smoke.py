@@ -1,0 +1,58 @@
+"""A smoke run of ``eventgw bench``: every scenario for a moment on SQLite, as the operator runs
+it (a separate process, ``--json``). It checks the report's shape and that each scenario moved
+events without errors; the figures themselves depend on the machine and are not asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from gateway.bench import SCENARIOS
+from tests.harness import ROOT
+
+FIGURE_KEYS = {
+    "name",
+    "requests",
+    "events",
+    "errors",
+    "refused",
+    "seconds",
+    "events_per_s",
+    "requests_per_s",
+    "p50_ms",
+    "p99_ms",
+    "peak_rss_mb",
+    "ratio_to_raw",
+}
+
+
+@pytest.mark.slow
+def test_bench_runs_every_scenario_and_reports_json() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--seconds", "1", "--clients", "1", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    report = orjson.loads(done.stdout)
+
+    assert report["database"] == "sqlite"
+    assert report["sqlite_synchronous"] == "FULL"
+    (raw,) = report["raw"]
+    assert raw["name"] == "raw-sqlite" and raw["events"] > 0 and raw["errors"] == 0
+    assert [s["name"] for s in report["scenarios"]] == list(SCENARIOS)
+    for scenario in report["scenarios"]:
+        assert set(scenario) >= FIGURE_KEYS, scenario
+        assert scenario["errors"] == 0, scenario
+        assert scenario["requests"] > 0 and scenario["events"] > 0, scenario
+        assert scenario["events"] >= scenario["requests"]
+        assert scenario["p99_ms"] >= scenario["p50_ms"] > 0
+        assert scenario["peak_rss_mb"] > 0 and scenario["ratio_to_raw"] > 0
+    assert report["gateway_peak_rss_mb"] > 0
+    assert {t["scenario"] for t in report["targets"]} >= {"grpc-batch", "track", "gateway"}
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
