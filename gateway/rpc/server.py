@@ -1,0 +1,133 @@
+"""Serving the gRPC front: method registration (requests parsed by us, so a body that is not a
+valid message is INVALID_ARGUMENT rather than grpc's UNKNOWN), the readiness-driven health
+service, reflection, and starting the grpc.aio server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.errors import InvalidRequest
+from gateway.health import Health
+from gateway.logs import call
+from gateway.pb.gateway_pb2 import GetSubmissionRequest, SubmitBatchRequest, SubmitBatchResponse
+from gateway.rpc.service import SERVICE, Context, EventGatewayService
+from gateway.runtime import Runtime
+
+M = TypeVar("M", bound=Message)
+
+
+def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
+    """The EventGateway methods, with requests parsed here rather than by grpc: a body that is not
+    a valid message is INVALID_ARGUMENT (grpc's own decoding would answer UNKNOWN)."""
+
+    runtime = service.runtime
+
+    # Each call runs inside ``call``: request id, one access-log line, the request metrics.
+    async def submit_batch(raw: bytes, context: Context) -> SubmitBatchResponse:
+        async with call(context, "SubmitBatch", f"/{SERVICE}/SubmitBatch", runtime):
+            request = await _parse(SubmitBatchRequest, raw, context)
+            return await service.SubmitBatch(request, context)
+
+    async def get_submission(raw: bytes, context: Context) -> SubmitBatchResponse:
+        async with call(context, "GetSubmission", f"/{SERVICE}/GetSubmission", runtime):
+            request = await _parse(GetSubmissionRequest, raw, context)
+            return await service.GetSubmission(request, context)
+
+    async def submit_stream(
+        raw: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[SubmitBatchResponse]:
+        async def requests() -> AsyncIterator[SubmitBatchRequest]:
+            async for item in raw:
+                try:
+                    yield SubmitBatchRequest.FromString(item)
+                except DecodeError:
+                    raise InvalidRequest("request is not a valid SubmitBatchRequest") from None
+
+        # grpc.aio streams the answers of an async generator function only.
+        async with call(context, "SubmitStream", f"/{SERVICE}/SubmitStream", runtime):
+            async for response in service.SubmitStream(requests(), context):
+                yield response
+
+    serialize = SubmitBatchResponse.SerializeToString
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "SubmitBatch": grpc.unary_unary_rpc_method_handler(
+                submit_batch, response_serializer=serialize
+            ),
+            "SubmitStream": grpc.stream_stream_rpc_method_handler(
+                submit_stream, response_serializer=serialize
+            ),
+            "GetSubmission": grpc.unary_unary_rpc_method_handler(
+                get_submission, response_serializer=serialize
+            ),
+        },
+    )
+
+
+async def _parse(cls: type[M], raw: bytes, context: Context) -> M:
+    try:
+        return cls.FromString(raw)
+    except DecodeError:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {cls.DESCRIPTOR.name}"
+        )
+
+
+# grpc-stubs predates the asyncio health servicer.
+class ReadinessHealthServicer(health.aio.HealthServicer):  # type: ignore[misc,name-defined]
+    """The standard health service, SERVING only while the gateway is ready: each ``Check``
+    runs the checks of ``/readyz`` (at most once a second) and updates every service's status,
+    which ``Watch`` streams then follow."""
+
+    def __init__(self, readiness: Health) -> None:
+        super().__init__()
+        self.readiness = readiness
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Context
+    ) -> health_pb2.HealthCheckResponse:
+        ready = (await self.readiness.cached()).ready
+        status = health_pb2.HealthCheckResponse.SERVING if ready else NOT_SERVING
+        for name in ("", SERVICE):
+            await self.set(name, status)
+        response: health_pb2.HealthCheckResponse = await super().Check(request, context)
+        return response
+
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server (EventGateway, health, reflection); returns it and its bound port."""
+    limit = runtime.settings.max_grpc_message_bytes
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 1),
+        ]
+    )
+    server.add_generic_rpc_handlers((_handlers(EventGatewayService(runtime)),))
+    health_servicer = ReadinessHealthServicer(runtime.health)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in ("", SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound
