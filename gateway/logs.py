@@ -36,6 +36,7 @@ from typing import Any, TextIO
 import grpc
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.runtime import RUNTIME, Runtime
 
@@ -247,8 +248,27 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class RedactParserErrors(logging.Filter):
+    """aiohttp logs a malformed request (an oversize header line, a bad chunk) with an exception
+    whose text quotes the offending bytes, which may be a credential. Keep the event, drop the
+    quote: the record keeps its message and the exception's type only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            kind = type(record.exc_info[1]).__name__
+            record.msg, record.args = f"{record.getMessage()}: malformed HTTP request ({kind})", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_REDACT = RedactParserErrors()
+
+
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Send every log record at ``level`` or above to ``stream`` (stderr) in ``fmt``."""
+    parser_log = logging.getLogger("aiohttp.server")
+    if _REDACT not in parser_log.filters:
+        parser_log.addFilter(_REDACT)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.set_name(_HANDLER)
