@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gateway.config import Settings
 
@@ -18,6 +19,10 @@ from tests.backends import (  # noqa: F401
 )
 from tests.golden.cases import PROJECT_ID
 from tests.harness import Gateway, started
+
+# Property tests check behaviour, never speed: no per-example deadline on a shared machine.
+settings.register_profile("eventgw", deadline=None)
+settings.load_profile("eventgw")
 
 
 @pytest.fixture
