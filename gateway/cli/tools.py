@@ -1,0 +1,43 @@
+"""The commands that drive the gateway's companions rather than the gateway itself: ``relay``
+(the outbox relay publishing committed events to NATS JetStream, standalone or ``--once`` to
+drain and summarize) and ``bench`` (ingest throughput of a gateway on a fresh database, next to
+the raw database limit)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+
+from gateway.cli.common import load_settings, run
+
+
+def cmd_relay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from gateway import logs
+    from gateway.relay import serve_relay
+
+    settings = load_settings(
+        args,
+        env,
+        nats_url=args.nats_url,
+        nats_stream=args.stream,
+        nats_subject_prefix=args.subject_prefix,
+        relay_batch_size=args.batch_size,
+    )
+    logs.configure(settings.log_level, settings.log_format)
+    return run(serve_relay(settings, once=args.once, out=sys.stdout))
+
+
+def cmd_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from gateway import bench
+
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    options = bench.BenchOptions(
+        seconds=args.seconds,
+        database_url=args.database_url,
+        scenarios=scenarios or bench.SCENARIOS,
+        clients=args.clients,
+        concurrency=args.concurrency,
+        sqlite_synchronous=args.sqlite_synchronous,
+    )
+    return bench.main(options, as_json=args.json, out=sys.stdout)
