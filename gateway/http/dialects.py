@@ -37,6 +37,7 @@ from gateway.ingest import IdempotencyRequest
 from gateway.logs import RequestInfo, request_info
 from gateway.pb.event_pb2 import Event
 from gateway.runtime import RUNTIME, Runtime
+from gateway.storage.events import Row
 from gateway.storage.idempotency import StoredResponse
 from gateway.storage.tenants import TRACK_SCOPE
 
@@ -140,8 +141,12 @@ class DialectHandler:
         if origin and principal.allowed_origins and origin not in principal.allowed_origins:
             raise OriginNotAllowed("Origin not authorized")
         failure = translation.failure
+        # Each event is serialized once, here, into its outbox row; its size is checked on those
+        # bytes, as on gRPC.
+        rows: list[Row] = []
         if failure is None:
-            self._check_event_sizes(translation)
+            rows = self.runtime.ingestor.rows(principal.project_id, translation.events)
+            self._check_event_sizes(translation, rows)
         idempotency = self._idempotency(raw)
         # All items are rejected with an all-or-nothing failure, else the adapter's rejections.
         info.rejected = len(translation.items) - (0 if failure else len(translation.events))
@@ -157,11 +162,8 @@ class DialectHandler:
             headers = {**response.headers, "Content-Type": response.content_type}
             return StoredResponse(status=response.status, body=response.body, headers=headers)
 
-        ingested = await self.runtime.ingestor.ingest(
-            principal.project_id,
-            translation.events if failure is None else [],
-            idempotency=idempotency,
-            render=render,
+        ingested = await self.runtime.ingestor.ingest_rows(
+            principal.project_id, rows, idempotency=idempotency, render=render
         )
         if ingested.replayed:  # counted when first processed
             info.replays, info.rejected = 1, 0
@@ -195,13 +197,17 @@ class DialectHandler:
             if quota is not None:
                 limits.update(quota.headers())
 
-    def _check_event_sizes(self, translation: Translation) -> None:
-        """Every event within ``max_event_bytes`` encoded, as on gRPC: fields without a typed
-        home (extras) are otherwise bounded only by the body. A request holding a bigger event is
-        refused whole (413), which keeps all-or-nothing dialects all-or-nothing."""
+    def _check_event_sizes(self, translation: Translation, rows: Sequence[Row]) -> None:
+        """Every event within ``max_event_bytes`` as stored (its serialized row), as on gRPC:
+        fields without a typed home (extras) are otherwise bounded only by the body. A request
+        holding a bigger event is refused whole (413), which keeps all-or-nothing dialects
+        all-or-nothing."""
         limit = self.runtime.settings.max_event_bytes
-        for index, item in enumerate(translation.items):
-            if isinstance(item, Event) and (size := item.ByteSize()) > limit:
+        for position, row in enumerate(rows):
+            if (size := len(row[5])) > limit:
+                index = [i for i, item in enumerate(translation.items) if isinstance(item, Event)][
+                    position
+                ]
                 raise PayloadTooLarge(
                     f"Event {index} is {size} bytes encoded; the limit is {limit} bytes per event",
                     limit=limit,

@@ -298,11 +298,7 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
             _MIN_SECONDS <= event.occurred_at.seconds <= _MAX_SECONDS
         ):
             return "invalid_field", "occurred_at must be between 2000 and 2100", "occurred_at"
-        size = event.ByteSize()
-        if size > self.runtime.settings.max_event_bytes:
-            limit = self.runtime.settings.max_event_bytes
-            return "too_large", f"event is {size} bytes, the limit is {limit}", ""
-        return None
+        return None  # the size is checked on the serialized row, in ``_submit``
 
 
 def _suffixes(project_id: str, received: Timestamp) -> tuple[bytes, bytes, bytes, bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -1030,4 +1031,39 @@ async def test_an_overlong_idempotency_key_is_400_in_the_envelope(
     )
     assert reply.status == 400, reply.body
     error_of(endpoint.dialect, reply)
+    assert await gateway.stored() == []
+
+
+# -- the per-event size cap, on the event as stored ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/events", {"event_name": "e", "user_id": "u", "blob": "x" * (1024 * 1024)}),
+        (
+            "/api/v1/batch",
+            {
+                "token": "{{api_key}}",
+                "events": [
+                    {"event": "ok", "distinctId": "small"},
+                    {"event": "big", "distinctId": "big", "blob": "x" * (1024 * 1024)},
+                ],
+            },
+        ),
+    ],
+)
+async def test_an_event_over_the_per_event_limit_refuses_the_request(
+    gateway: Gateway, http: aiohttp.ClientSession, path: str, body: dict[str, Any]
+) -> None:
+    payload = dumps(body).replace(b"{{api_key}}", gateway.api_key.encode())
+    assert len(payload) < gateway.settings.max_body_bytes  # only the event is too large
+    async with http.post(
+        gateway.http_url + path,
+        data=io.BytesIO(payload),  # streamed: aiohttp warns on large bytes bodies
+        headers={**JSON, "Authorization": f"Bearer {gateway.api_key}"},
+    ) as response:
+        status, reply = response.status, await response.read()
+    assert status == 413, reply
+    assert str(gateway.settings.max_event_bytes).encode() in reply
     assert await gateway.stored() == []
