@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from adapters.base import ApiKey, Credential, ProjectRef
-from gateway.errors import InvalidCredential, StorageUnavailable, UnknownProject
+from gateway.errors import InvalidCredential, UnknownProject
+from gateway.storage.engine import storage_errors
 from gateway.storage.tenants import TRACK_SCOPE, Project, TenantStore, hash_key
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,6 @@ class Authenticator:
 
 
 async def _storage(lookup: Awaitable[T]) -> T:
-    """A credential lookup; a database that cannot answer is ``StorageUnavailable`` (retryable
-    503 / UNAVAILABLE), not an internal error."""
-    try:
+    """A credential lookup, retryable when the database cannot answer."""
+    with storage_errors("credential lookup"):
         return await lookup
-    except Exception as exc:
-        # The type only: the message of a driver error may quote the statement and its values.
-        log.warning("credential lookup failed: %s", type(exc).__name__)
-        raise StorageUnavailable("Storage is unavailable", retry_after=1) from exc

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.base import Outcome, Status
 from gateway.errors import GatewayError, Overloaded, StorageUnavailable
 from gateway.pb.event_pb2 import Event, EventType
+from gateway.storage.engine import storage_errors
 from gateway.storage.events import EventStore, Row
 from gateway.storage.idempotency import Claim, IdempotencyStore, StoredResponse
 
@@ -200,15 +201,10 @@ class Ingestor:
         return Ingested(outcomes=outcomes, response=response)
 
     async def _claim(self, project_id: str, request: IdempotencyRequest) -> Claim | StoredResponse:
-        try:
+        with storage_errors("idempotency claim"):
             decided = await self.idempotency.claim(
                 project_id, request.key, endpoint=request.endpoint, fingerprint=request.fingerprint
             )
-        except GatewayError:
-            raise
-        except Exception as exc:
-            log.exception("idempotency claim failed")
-            raise StorageUnavailable("Storage is unavailable", retry_after=1) from exc
         return decided if isinstance(decided, Claim) else decided.response
 
     @staticmethod

@@ -33,7 +33,6 @@ from gateway.errors import (
     MissingScope,
     RateLimited,
     RetryableError,
-    StorageUnavailable,
     grpc_status_name,
 )
 from gateway.ingest import TYPE_NAMES, IdempotencyRequest, Outcomes
@@ -48,6 +47,7 @@ from gateway.pb.gateway_pb2 import (
     SubmitBatchResponse,
 )
 from gateway.runtime import Runtime
+from gateway.storage.engine import storage_errors
 from gateway.storage.events import Row
 from gateway.storage.idempotency import StoredResponse
 from gateway.storage.tenants import TRACK_SCOPE
@@ -127,12 +127,10 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
             principal = await self._authenticate(context)
             if not request.idempotency_key:
                 raise InvalidRequest("idempotency_key is required")
-            try:
+            with storage_errors("submission lookup"):
                 replay = await self.runtime.idempotency.lookup(
                     principal.project_id, request.idempotency_key
                 )
-            except Exception as exc:  # the database cannot answer: retry later
-                raise StorageUnavailable("Storage is unavailable", retry_after=1) from exc
         except GatewayError as error:
             await _abort(context, error)
         if replay is None or replay.endpoint != ENDPOINT:

@@ -2,12 +2,18 @@
 
 ``sqlite:///path`` runs on aiosqlite in WAL mode with ``synchronous=FULL`` (a commit is on disk
 before it returns) unless configured otherwise; ``postgresql://user@host/db`` runs on asyncpg
-with a connection pool. Both are driven by the same code and schema.
+with a connection pool. Both are driven by the same code and schema. Driver errors never carry
+the statement's parameters (``hide_parameters``): those are event payloads and key hashes, and
+errors end up in logs. ``storage_errors`` is the one place a failing database becomes the
+retryable ``StorageUnavailable``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import event
@@ -15,6 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.config import ConfigError, Settings
+from gateway.errors import GatewayError, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -42,7 +51,7 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def create_engine(settings: Settings) -> AsyncEngine:
     url = async_url(settings.database_url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         synchronous = settings.sqlite_synchronous.upper()
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -60,9 +69,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 
 def now_us() -> int:
     """Now, in the schema's time unit (integer microseconds since the epoch)."""
     return time.time_ns() // 1000
+
+
+@contextlib.contextmanager
+def storage_errors(operation: str) -> Iterator[None]:
+    """Inside, a database that cannot answer raises ``StorageUnavailable`` (503 / UNAVAILABLE,
+    retry after 1 s) instead of an internal error; the gateway's own errors pass unchanged."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %s", operation, type(exc).__name__, exc_info=True)
+        raise StorageUnavailable("Storage is unavailable", retry_after=1) from exc
