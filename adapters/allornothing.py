@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from google.protobuf.struct_pb2 import Struct
 
 from adapters.base import ApiKey
-from adapters.fields import MAX_PROPERTY_DEPTH, FieldError, Fields, json_depth, to_struct
+from adapters.fields import FieldError, Fields, check_depth, to_struct
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -126,9 +126,7 @@ def extras(fields: Fields) -> Struct | None:
     """Every key of the event not read so far, for ``Event.extras`` (translation is lossless);
     None when there is none. Nesting is bounded as for properties (protobuf's decoder limit)."""
     rest = fields.rest()
-    for key, value in rest.items():
-        if json_depth(value) > MAX_PROPERTY_DEPTH:
-            raise fields.error(key, f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep")
+    check_depth(rest, prefix=fields.prefix)
     return to_struct(rest) if rest else None
 
 

@@ -23,8 +23,8 @@ from adapters.fields import (
     MAX_PROPERTY_DEPTH,
     FieldError,
     Fields,
+    check_depth,
     generated_id,
-    json_depth,
     to_struct,
     to_timestamp,
 )
@@ -95,9 +95,7 @@ def set_extras(f: Fields, event: Event, wrapper: Mapping[str, Any] | None = None
     extras = f.rest()
     if wrapper:
         extras[WRAPPER_EXTRAS_KEY] = dict(wrapper)
-    for key, value in extras.items():
-        if json_depth(value) >= MAX_PROPERTY_DEPTH:
-            raise f.error(key, f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep")
+    check_depth(extras, prefix=f.prefix, max_depth=MAX_PROPERTY_DEPTH - 1)
     if extras:
         event.extras.CopyFrom(to_struct(extras))
 

@@ -83,10 +83,20 @@ def batch_envelope(body: Mapping[str, Any], known: Collection[str]) -> dict[str,
     """The keys of a batch body other than ``known`` (for ``extras[ENVELOPE_EXTRAS]`` of every
     event); ``FieldError`` when one is nested deeper than a Struct can be stored."""
     envelope = {k: v for k, v in body.items() if k not in known}
-    for key, value in envelope.items():
-        if json_depth(value) > MAX_PROPERTY_DEPTH:
-            raise FieldError(key, f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep")
+    check_depth(envelope)
     return envelope
+
+
+def check_depth(
+    values: Mapping[str, Any], *, prefix: str = "", max_depth: int = MAX_PROPERTY_DEPTH
+) -> None:
+    """Refuse kept values (extras) nested deeper than ``max_depth``, past what a protobuf
+    ``Struct`` can hold: ``FieldError`` naming ``<prefix><key>``."""
+    for key, value in values.items():
+        if json_depth(value) > max_depth:
+            raise FieldError(
+                f"{prefix}{key}", f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep"
+            )
 
 
 def to_struct(value: Mapping[str, Any]) -> Struct:

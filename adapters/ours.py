@@ -25,12 +25,11 @@ from adapters.base import (
 )
 from adapters.fields import (
     ENVELOPE_EXTRAS,
-    MAX_PROPERTY_DEPTH,
     FieldError,
     Fields,
     batch_envelope,
+    check_depth,
     generated_id,
-    json_depth,
     json_response,
     parse_json,
     to_struct,
@@ -246,7 +245,7 @@ def _event(
         user_agent = context_fields.text("userAgent")
         if rest := context_fields.rest():
             extras["identityContext"] = rest
-    _check_depth(extras, prefix=prefix)
+    check_depth(extras, prefix=prefix)
 
     event = Event(
         id=distinct_id or generated_id(request, index),
@@ -275,15 +274,6 @@ def _event(
     if extras:
         event.extras.CopyFrom(to_struct(extras))
     return event
-
-
-def _check_depth(values: Mapping[str, Any], *, prefix: str) -> None:
-    """Refuse kept values nested past what a protobuf ``Struct`` can hold."""
-    for key, value in values.items():
-        if json_depth(value) > MAX_PROPERTY_DEPTH:
-            raise FieldError(
-                f"{prefix}{key}", f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep"
-            )
 
 
 def _results(translation: Translation, outcomes: Sequence[Outcome]) -> list[RowResult]:
