@@ -6,7 +6,7 @@ service, reflection, and starting the grpc.aio server.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -17,6 +17,7 @@ from gateway.errors import InvalidRequest
 from gateway.health import Health
 from gateway.logs import call
 from gateway.pb.gateway_pb2 import GetSubmissionRequest, SubmitBatchRequest, SubmitBatchResponse
+from gateway.rpc.batch import Batch
 from gateway.rpc.service import SERVICE, Context, EventGatewayService
 from gateway.runtime import Runtime
 
@@ -32,8 +33,11 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
     # Each call runs inside ``call``: request id, one access-log line, the request metrics.
     async def submit_batch(raw: bytes, context: Context) -> SubmitBatchResponse:
         async with call(context, "SubmitBatch", f"/{SERVICE}/SubmitBatch", runtime):
-            request = await _parse(SubmitBatchRequest, raw, context)
-            return await service.SubmitBatch(request, context)
+            try:
+                batch = Batch.parse(raw)
+            except DecodeError:
+                await _invalid(SubmitBatchRequest, context)
+            return await service.SubmitBatch(batch, context)
 
     async def get_submission(raw: bytes, context: Context) -> SubmitBatchResponse:
         async with call(context, "GetSubmission", f"/{SERVICE}/GetSubmission", runtime):
@@ -43,10 +47,10 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
     async def submit_stream(
         raw: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[SubmitBatchResponse]:
-        async def requests() -> AsyncIterator[SubmitBatchRequest]:
+        async def requests() -> AsyncIterator[Batch]:
             async for item in raw:
                 try:
-                    yield SubmitBatchRequest.FromString(item)
+                    yield Batch.parse(item)
                 except DecodeError:
                     raise InvalidRequest("request is not a valid SubmitBatchRequest") from None
 
@@ -76,9 +80,13 @@ async def _parse(cls: type[M], raw: bytes, context: Context) -> M:
     try:
         return cls.FromString(raw)
     except DecodeError:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {cls.DESCRIPTOR.name}"
-        )
+        await _invalid(cls, context)
+
+
+async def _invalid(cls: type[Message], context: Context) -> NoReturn:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {cls.DESCRIPTOR.name}"
+    )
 
 
 # grpc-stubs predates the asyncio health servicer.

@@ -37,15 +37,14 @@ from gateway.errors import (
 )
 from gateway.ingest import TYPE_NAMES, IdempotencyRequest, Outcomes
 from gateway.logs import current_call
-from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event, EventType
 from gateway.pb.gateway_pb2 import (
     DESCRIPTOR,
     EventStatus,
     GetSubmissionRequest,
-    SubmitBatchRequest,
     SubmitBatchResponse,
 )
+from gateway.rpc.batch import Batch
 from gateway.runtime import Runtime
 from gateway.storage.engine import storage_errors
 from gateway.storage.events import Row
@@ -72,13 +71,14 @@ _INVALID = ("invalid_event", "event is invalid", "")
 Context = grpc.aio.ServicerContext[object, object]
 
 
-class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
+class EventGatewayService:
+    """The ``EventGateway`` methods. ``rpc.server`` registers them with its own request parsing
+    (each request arrives as a ``Batch``), hence no generated servicer base class."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def SubmitBatch(
-        self, request: SubmitBatchRequest, context: Context
-    ) -> SubmitBatchResponse:
+    async def SubmitBatch(self, request: Batch, context: Context) -> SubmitBatchResponse:
         try:
             principal = await self._authenticate(context)
             self._rate_limit(principal)
@@ -88,7 +88,7 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
 
     async def SubmitStream(
         self,
-        request_iterator: AsyncIterator[SubmitBatchRequest],
+        request_iterator: AsyncIterator[Batch],
         context: Context,
     ) -> AsyncIterator[SubmitBatchResponse]:
         # Requests are read while answers are written (a client may wait for answers before it
@@ -156,9 +156,8 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
         """One token of the key's bucket per batch; RESOURCE_EXHAUSTED with RetryInfo if none."""
         self.runtime.limiter.acquire(principal.key_id, principal.rate_limit)
 
-    async def _submit(
-        self, principal: Principal, request: SubmitBatchRequest
-    ) -> SubmitBatchResponse:
+    async def _submit(self, principal: Principal, batch: Batch) -> SubmitBatchResponse:
+        request = batch.request
         settings = self.runtime.settings
         if len(request.events) > settings.max_grpc_batch_events:
             raise InvalidRequest(f"at most {settings.max_grpc_batch_events} events per batch")
@@ -172,13 +171,14 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
             fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
             idempotency = IdempotencyRequest(key=key, endpoint=ENDPOINT, fingerprint=fingerprint)
 
-        # One pass per event: validate, then serialize once into the outbox row. What the gateway
-        # sets on every event (dialect, project, receive time; type and occurred-at when absent)
-        # is appended to the event's bytes as a serialized suffix rather than set on the message:
-        # protobuf keeps the last value of a field it parses twice, so the stored bytes decode to
-        # the normalized event.
+        # One pass per event: validate, then store the event as the client encoded it. What the
+        # gateway sets on every event (dialect, project, receive time; type and occurred-at when
+        # absent) is appended to those bytes as a serialized suffix rather than set on the
+        # message: protobuf keeps the last value of a scalar field it parses twice, and merges a
+        # message field field by field, so the stored bytes decode to the normalized event (the
+        # receive time sets both of its fields, replacing any the client sent).
         now_ns = time.time_ns()
-        received = Timestamp(seconds=now_ns // 1_000_000_000, nanos=now_ns % 1_000_000_000)
+        received = _received(now_ns)
         received_us = now_ns // 1000
         project_id = principal.project_id
         suffixes = _suffixes(project_id, received)
@@ -186,27 +186,27 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
         rejected: dict[int, tuple[str, str, str]] = {}
         rows: list[Row] = []
         append = rows.append
-        for index, event in enumerate(request.events):
+        for index, (event, encoded) in enumerate(zip(request.events, batch.events, strict=True)):
             event_id = event.id
             kind = event.type
             name = event.name
-            timed = event.HasField("occurred_at")
+            seconds = event.occurred_at.seconds
+            timed = bool(seconds) or event.HasField("occurred_at")
             if (
                 len(event_id) > MAX_ID
                 or not name
                 or len(name) > MAX_NAME
                 or kind not in _EVENT_TYPES
                 or (event.project_id and event.project_id != project_id)
-                or (timed and not _MIN_SECONDS <= event.occurred_at.seconds <= _MAX_SECONDS)
+                or (timed and not _MIN_SECONDS <= seconds <= _MAX_SECONDS)
             ):
                 rejected[index] = self._validate(principal, event) or _INVALID
                 continue
-            if event.HasField("received_at"):  # the client's would merge with ours: drop it
-                event.ClearField("received_at")
             if not event_id:
                 seed = f"key:{key}" if key else f"request:{uuid.uuid4().hex}"
                 event.id = event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{seed}\x00{index}"))
-            payload = event.SerializeToString() + suffixes[(not kind) * 2 + (not timed)]
+                encoded += Event(id=event_id).SerializeToString()
+            payload = encoded + suffixes[(not kind) * 2 + (not timed)]
             if len(payload) > max_bytes:
                 message = f"event is {len(payload)} bytes, the limit is {max_bytes}"
                 rejected[index] = ("too_large", message, "")
@@ -297,6 +297,13 @@ class EventGatewayService(gateway_pb2_grpc.EventGatewayServicer):
         ):
             return "invalid_field", "occurred_at must be between 2000 and 2100", "occurred_at"
         return None  # the size is checked on the serialized row, in ``_submit``
+
+
+def _received(now_ns: int) -> Timestamp:
+    """``now_ns`` as the receive time, its nanos never zero: proto3 leaves a zero field out of the
+    encoding, and a client's nanos would then survive the merge (once in 10^9, 1 ns off)."""
+    seconds, nanos = divmod(now_ns, 1_000_000_000)
+    return Timestamp(seconds=seconds, nanos=nanos or 1)
 
 
 def _suffixes(project_id: str, received: Timestamp) -> tuple[bytes, bytes, bytes, bytes]:
