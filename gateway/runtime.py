@@ -20,7 +20,8 @@ from gateway.health import Health
 from gateway.ingest import Ingestor, WriterLimits
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
-from gateway.storage.engine import create_engine
+from gateway.storage.checkpoint import WalCheckpointer
+from gateway.storage.engine import create_engine, is_sqlite
 from gateway.storage.events import EventStore
 from gateway.storage.idempotency import IdempotencyStore
 from gateway.storage.tenants import TenantStore
@@ -75,7 +76,10 @@ async def open_runtime(
         ),
         on_commit=on_commit,
     )
+    checkpointer = WalCheckpointer(engine) if is_sqlite(engine) else None
     await ingestor.start()
+    if checkpointer is not None:
+        await checkpointer.start()
     try:
         yield Runtime(
             settings=settings,
@@ -92,4 +96,6 @@ async def open_runtime(
         )
     finally:
         await ingestor.stop()
+        if checkpointer is not None:
+            await checkpointer.stop()
         await engine.dispose()

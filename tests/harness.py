@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,3 +158,12 @@ class GatewayProcess:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 60) -> None:
+    """Wait until ``check()`` holds (``limit_s`` only bounds a hang; nothing is timed)."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.02)

@@ -1,10 +1,10 @@
 """Async engines for the two supported backends, from plain URLs.
 
 ``sqlite:///path`` runs on aiosqlite in WAL mode with ``synchronous=FULL`` (a commit is on disk
-before it returns) unless configured otherwise; ``postgresql://user@host/db`` runs on asyncpg
-with a connection pool. Both are driven by the same code and schema. Driver errors never carry
-the statement's parameters (``hide_parameters``): those are event payloads and key hashes, and
-errors end up in logs. ``storage_errors`` is the one place a failing database becomes the
+before it returns) unless configured otherwise, its log checkpointed by ``WalCheckpointer``;
+``postgresql://user@host/db`` runs on asyncpg with a connection pool. Both are driven by the same
+code and schema. Driver errors never carry the statement's parameters (``hide_parameters``):
+those are event payloads and key hashes, and errors end up in logs. ``storage_errors`` is the one place a failing database becomes the
 retryable ``StorageUnavailable``.
 """
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.config import ConfigError, Settings
 from gateway.errors import GatewayError, StorageUnavailable
+from gateway.storage.checkpoint import AUTOCHECKPOINT_PAGES
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             cursor.close()
 
         return engine

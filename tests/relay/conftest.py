@@ -5,11 +5,10 @@ the outbox and read a stream back."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import nats
@@ -122,12 +121,3 @@ async def seed(database_url: str, rows: list[EventRow]) -> None:
                 await store.insert(conn, rows[start : start + 5000])
     finally:
         await engine.dispose()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 60) -> None:
-    """Wait until ``check()`` holds (``limit_s`` only bounds a hang; nothing is timed)."""
-    async with asyncio.timeout(limit_s):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)

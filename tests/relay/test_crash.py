@@ -19,8 +19,8 @@ from gateway.config import Settings
 from gateway.delivery import Relay, outbox_lag
 from gateway.relay import connect
 from gateway.storage.engine import create_engine
-from tests.harness import ROOT, free_port
-from tests.relay.conftest import Stream, event_rows, eventually, nats_url, seed
+from tests.harness import ROOT, eventually, free_port
+from tests.relay.conftest import Stream, event_rows, nats_url, seed
 from tests.relay.test_relay import delivered, delivered_count
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]

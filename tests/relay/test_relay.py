@@ -19,7 +19,8 @@ from gateway.pb.event_pb2 import Event
 from gateway.relay import serve_relay
 from gateway.storage.engine import create_engine, now_us
 from gateway.storage.schema import events
-from tests.relay.conftest import Stream, event_rows, eventually, seed
+from tests.harness import eventually
+from tests.relay.conftest import Stream, event_rows, seed
 
 pytestmark = pytest.mark.nats
 

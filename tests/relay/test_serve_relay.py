@@ -16,8 +16,8 @@ import pytest
 from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
-from tests.harness import ROOT, free_port, provision
-from tests.relay.conftest import Stream, eventually, nats_url
+from tests.harness import ROOT, eventually, free_port, provision
+from tests.relay.conftest import Stream, nats_url
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
