@@ -32,7 +32,8 @@ class WalCheckpointer:
         self._task: asyncio.Task[None] | None = None
 
     async def checkpoint(self) -> tuple[int, int]:
-        """One passive checkpoint: (pages in the log, pages of it now in the database file)."""
+        """One passive checkpoint: (pages in the log, pages of it now in the database file);
+        (-1, -1) when it could not run, e.g. while another connection checkpoints."""
         async with self.engine.connect() as conn:
             result = await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
             _busy, pages, copied = tuple(result.one())

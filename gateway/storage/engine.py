@@ -4,8 +4,8 @@
 before it returns) unless configured otherwise, its log checkpointed by ``WalCheckpointer``;
 ``postgresql://user@host/db`` runs on asyncpg with a connection pool. Both are driven by the same
 code and schema. Driver errors never carry the statement's parameters (``hide_parameters``):
-those are event payloads and key hashes, and errors end up in logs. ``storage_errors`` is the one place a failing database becomes the
-retryable ``StorageUnavailable``.
+those are event payloads and key hashes, and errors end up in logs. ``storage_errors`` is the
+one place a failing database becomes the retryable ``StorageUnavailable``.
 """
 
 from __future__ import annotations
