@@ -1,10 +1,10 @@
 """The fast path for the Databuddy tracker's ``track`` payloads: one pass over the keys present,
-one ``Event`` constructor call.
+each checked and set on the event as it comes.
 
 ``track_event`` (``adapters.databuddy_events``) reads every known key through ``Fields``, key by
 key, in the vendor's order, which is what decides the field a rejection names. Most payloads are
 valid and carry a dozen of the forty keys, so this module first tries a single pass over the keys
-that are there, with the same checks, building the event in one constructor call. It gives up
+that are there, with the same checks, setting each field as it goes. It gives up
 (returns None) on anything it does not handle identically: a failing check, an unknown key (that
 belongs in ``extras``), ``properties``. The caller then takes the reference path, which produces
 the exact event or rejection; ``tests/unit/adapters/test_databuddy_fast.py`` checks that both
