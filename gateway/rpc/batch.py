@@ -55,8 +55,3 @@ class Batch:
         if len(events) != len(request.events):  # cannot happen: one wire format, parsed twice
             raise DecodeError("the request's events could not be delimited")
         return cls(request, events)
-
-    @classmethod
-    def of(cls, request: SubmitBatchRequest) -> Batch:
-        """The batch of a request built in this process (tests, embedding)."""
-        return cls.parse(request.SerializeToString())
