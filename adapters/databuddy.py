@@ -3,15 +3,19 @@
 ``/batch`` and ``/`` are the browser tracker's endpoints, keyed by a public website id
 (``ProjectRef``); ``/batch`` answers per item (an invalid item is an error result inside a 200).
 ``/track`` is the server-side custom-event endpoint, keyed by an API key (or a website id), and is
-all-or-nothing. Payload fields are mapped by ``adapters.databuddy_events``; this module owns
-credentials, request shapes and the vendor's response and error envelopes (dialects.md §1).
+all-or-nothing. Payload fields are mapped by ``adapters.databuddy_events`` (valid tracker
+payloads by ``adapters.databuddy_fast``); this module owns credentials, request and item shapes
+and the vendor's response and error envelopes (dialects.md §1).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
+
+import orjson
 
 from adapters.base import (
     ApiKey,
@@ -28,12 +32,22 @@ from adapters.base import (
 from adapters.databuddy_events import (
     KINDS,
     SCHEMA_ERROR,
+    UNKNOWN_TYPE,
     SchemaRejection,
-    beacon_item,
     custom_event,
+    outgoing_link_event,
     set_extras,
+    track_event,
 )
-from adapters.fields import FieldError, Fields, generated_id, json_response, parse_json
+from adapters.databuddy_fast import fast_batch, fast_track_event
+from adapters.fields import (
+    JSON_MEDIA_TYPES,
+    FieldError,
+    Fields,
+    generated_id,
+    json_response,
+    parse_json,
+)
 from gateway.errors import (
     GatewayError,
     InvalidCredential,
@@ -79,6 +93,12 @@ class Databuddy:
         if request.route.name == TRACK.name:
             return self._translate_track(request)
         credential = _client_id(request)
+        if request.route.name == BATCH.name and request.media_type in JSON_MEDIA_TYPES:
+            # The tracker's batches are mostly page views: decoded straight into events when
+            # every item is one the fast path builds.
+            fast = fast_batch(request.body, request.received_at, partial(generated_id, request))
+            if fast is not None and len(fast) <= MAX_BATCH:
+                return Translation(credential=credential, items=fast)
         try:
             body = parse_json(request)
         except GatewayError as exc:
@@ -176,6 +196,68 @@ class Databuddy:
         if isinstance(error, MethodNotAllowed) and error.allowed:
             headers["Allow"] = ", ".join(error.allowed)
         return json_response(status, {"status": "error", "message": message}, headers)
+
+
+# -- items -------------------------------------------------------------------------------------
+
+
+def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection:
+    """One ``{"type", "payload"}`` item, or a bare item (the real tracker's form)."""
+    if not isinstance(item, dict):
+        # The vendor treats a non-object item as a `track` that fails its schema.
+        return SchemaRejection(
+            index=index, message=SCHEMA_ERROR, kind="track", field="", detail="must be an object"
+        )
+    # Mirrors the vendor's `event.type || "track"`: any falsy type means track.
+    raw_kind = item.get("type") or "track"
+    kind = raw_kind if isinstance(raw_kind, str) else orjson.dumps(raw_kind).decode()
+    wrapped = "payload" in item
+    data = item["payload"] if wrapped else item
+    event_id = data.get("eventId") if isinstance(data, dict) else None
+    event_id = event_id if isinstance(event_id, str) else None
+    if kind not in KINDS:
+        return Rejection(
+            index=index, message=UNKNOWN_TYPE, code="unknown_type", kind=kind, event_id=event_id
+        )
+    if not isinstance(data, dict):
+        return SchemaRejection(
+            index=index,
+            message=SCHEMA_ERROR,
+            kind=kind,
+            field="payload",
+            detail="must be an object",
+        )
+    f = Fields(data)
+    wrapper: dict[str, Any] = {}
+    if wrapped:
+        wrapper = {k: v for k, v in item.items() if k not in ("type", "payload")}
+    else:
+        f.used.add("type")
+    # The generated id is needed only when the payload brings none (hashing it is a good part
+    # of an event's cost).
+    default_id = "" if event_id or kind != "track" else generated_id(request, index)
+    if kind == "track" and not wrapper:
+        fast = fast_track_event(
+            data, default_id=default_id, received_at=request.received_at, bare=not wrapped
+        )
+        if fast is not None:
+            return fast
+    try:
+        if kind == "track":
+            event = track_event(f, default_id=default_id, received_at=request.received_at)
+        else:
+            event = outgoing_link_event(f, received_at=request.received_at)
+        set_extras(f, event, wrapper)
+    except FieldError as exc:
+        return SchemaRejection(
+            index=index,
+            message=SCHEMA_ERROR,
+            kind=kind,
+            event_id=event_id,
+            field=exc.field,
+            detail=exc.message,
+        )
+    return event
 
 
 # -- credentials -------------------------------------------------------------------------------

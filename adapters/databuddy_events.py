@@ -1,5 +1,5 @@
-"""Databuddy payload objects to canonical ``Event``s: the ``track`` and ``outgoing_link`` items of
-``POST /batch`` and ``POST /`` (``beacon_item``), and the custom events of ``POST /track``.
+"""Databuddy payload objects to canonical ``Event``s: the ``track`` and ``outgoing_link`` payloads
+of ``POST /batch`` and ``POST /`` items, and the custom events of ``POST /track``.
 
 Each builder reads one JSON object through ``Fields`` with the limits of the vendor's validator
 (dialects.md §1), so a bad field raises ``FieldError`` naming it; every key without a typed home
@@ -14,17 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from google.protobuf.message import Message
 
-from adapters.base import RawRequest, Rejection
-from adapters.databuddy_fast import fast_track_event
+from adapters.base import Rejection
 from adapters.fields import (
     MAX_PROPERTY_DEPTH,
-    FieldError,
     Fields,
     check_depth,
-    generated_id,
     to_struct,
     to_timestamp,
 )
@@ -41,8 +37,10 @@ CONNECTION_TYPES = frozenset(
     {"wifi", "cellular", "ethernet", "unknown", "bluetooth", "none", "wimax", "other"}
     | {"slow-2g", "2g", "3g", "4g"}
 )
-_SIZE = re.compile(r"\d{2,5}x\d{2,5}")
-_LANGUAGE = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+SIZE_PATTERN = r"\d{2,5}x\d{2,5}"
+LANGUAGE_PATTERN = r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*"
+_SIZE = re.compile(SIZE_PATTERN)
+_LANGUAGE = re.compile(LANGUAGE_PATTERN)
 # Item-wrapper keys other than ``type``/``payload`` are kept in extras under this key, apart
 # from the payload's own unknown keys (which they could otherwise collide with).
 WRAPPER_EXTRAS_KEY = "$wrapper"
@@ -209,78 +207,11 @@ class SchemaRejection(Rejection):
     detail: str = ""
 
 
-def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection:
-    """One ``{"type", "payload"}`` item, or a bare item (the real tracker's form)."""
-    if not isinstance(item, dict):
-        # The vendor treats a non-object item as a `track` that fails its schema.
-        return SchemaRejection(
-            index=index, message=SCHEMA_ERROR, kind="track", field="", detail="must be an object"
-        )
-    # Mirrors the vendor's `event.type || "track"`: any falsy type means track.
-    raw_kind = item.get("type") or "track"
-    kind = raw_kind if isinstance(raw_kind, str) else orjson.dumps(raw_kind).decode()
-    wrapped = "payload" in item
-    data = item["payload"] if wrapped else item
-    event_id = data.get("eventId") if isinstance(data, dict) else None
-    event_id = event_id if isinstance(event_id, str) else None
-    if kind not in KINDS:
-        return Rejection(
-            index=index, message=UNKNOWN_TYPE, code="unknown_type", kind=kind, event_id=event_id
-        )
-    if not isinstance(data, dict):
-        return SchemaRejection(
-            index=index,
-            message=SCHEMA_ERROR,
-            kind=kind,
-            field="payload",
-            detail="must be an object",
-        )
-    f = Fields(data)
-    wrapper: dict[str, Any] = {}
-    if wrapped:
-        wrapper = {k: v for k, v in item.items() if k not in ("type", "payload")}
-    else:
-        f.used.add("type")
-    # The generated id is needed only when the payload brings none (hashing it is a good part
-    # of an event's cost).
-    default_id = "" if event_id or kind != "track" else generated_id(request, index)
-    if kind == "track" and not wrapper:
-        fast = fast_track_event(
-            data,
-            default_id=default_id,
-            received_at=request.received_at,
-            max_future=MAX_FUTURE,
-            size=_SIZE,
-            language=_LANGUAGE,
-            connection_types=CONNECTION_TYPES,
-            ignore=None if wrapped else "type",
-        )
-        if fast is not None:
-            return fast
-    try:
-        if kind == "track":
-            event = track_event(f, default_id=default_id, received_at=request.received_at)
-        else:
-            event = outgoing_link_event(f, received_at=request.received_at)
-        set_extras(f, event, wrapper)
-    except FieldError as exc:
-        return SchemaRejection(
-            index=index,
-            message=SCHEMA_ERROR,
-            kind=kind,
-            event_id=event_id,
-            field=exc.field,
-            detail=exc.message,
-        )
-    return event
-
-
 __all__ = [
     "DIALECT",
     "KINDS",
     "SCHEMA_ERROR",
     "SchemaRejection",
-    "beacon_item",
     "custom_event",
     "outgoing_link_event",
     "set_extras",
