@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -78,6 +79,8 @@ async def run(
             bound.grpc_host,
             bound.grpc_port,
         )
+        if handle_signals:  # this run owns the process
+            freeze_startup_heap()
         if on_ready is not None:
             on_ready(bound)
         await stop.wait()
@@ -89,6 +92,16 @@ async def run(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+
+
+def freeze_startup_heap() -> None:
+    """Take what startup allocated (modules, descriptors, the app and its pools; ~100k objects)
+    out of the cyclic collector's reach. Each full collection would otherwise traverse all of it
+    again, pausing the event loop ~60 ms every few seconds under load, which every request in
+    flight waits out (``eventgw bench``: the p99 of /track and gRPC). Frozen objects are still
+    freed by reference counting; only cycles among them are never collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def run_forever(main: Coroutine[Any, Any, None]) -> None:

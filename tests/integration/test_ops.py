@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -289,3 +291,36 @@ async def test_readyz_and_grpc_health_refuse_a_schema_behind_head(
     finally:
         stop.set()
         await task
+
+
+# A gateway process's startup, then its cyclic collector's frozen-object count.
+_FREEZE_PROBE = """
+import asyncio, gc, sys
+from gateway.config import Settings
+from gateway.server import run
+
+async def main():
+    stop = asyncio.Event()
+    def ready(bound):
+        print(gc.get_freeze_count(), flush=True)
+        stop.set()
+    settings = Settings(database_url=sys.argv[1], http_port=0, grpc_port=0)
+    await run(settings, stop=stop, on_ready=ready)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_serving_process_freezes_its_startup_heap_and_in_process_gateways_do_not(
+    tmp_path: Path, gateway: Gateway
+) -> None:
+    # Full collections then leave startup's objects alone: no long event-loop pauses under load.
+    url = f"sqlite:///{tmp_path / 'frozen.db'}"
+    await asyncio.to_thread(migrate.upgrade, url)
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FREEZE_PROBE, url, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(probe.communicate(), 120)
+    assert probe.returncode == 0
+    assert int(out.split()[-1]) > 10_000
+    assert gc.get_freeze_count() == 0  # ``gateway`` runs in this process (handle_signals=False)
