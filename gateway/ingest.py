@@ -329,13 +329,6 @@ class Ingestor:
     async def _commit(self, group: list[_Job], n: int) -> bool:
         """Commit ``group`` and answer its requests; False when the transaction failed."""
         rows: list[Row] = list(chain.from_iterable(job.rows for job in group))
-        first: dict[tuple[str, str], Row] | None = None
-        unique = rows
-        if len(set(map(_KEY, rows))) != len(rows):  # rare: the first occurrence of a key wins
-            first = {}
-            for row in rows:
-                first.setdefault(_KEY(row), row)
-            unique = list(first.values())
         results: list[tuple[Outcomes, StoredResponse | None] | BaseException] = []
         try:
             if self._conn is None:
@@ -343,9 +336,15 @@ class Ingestor:
             conn = self._conn
             if self.events.commits_in_one_call and all(job.claim is None for job in group):
                 # No stored response to write with the events: insert and commit in one call.
-                new = await self.events.insert_committed(conn, unique)
+                # The database also decides the duplicates inside the group (it inserts in
+                # order: a key's first row is stored, a later one conflicts), so keys are
+                # compared here only when some row was not stored.
+                new = await self.events.insert_committed(conn, rows)
+                first = None if new is None else _first_rows(rows)
                 results.extend((self._outcomes(job, new, first), None) for job in group)
             else:
+                first = _first_rows(rows)
+                unique = rows if first is None else list(first.values())
                 async with conn.begin():
                     await self._write(conn, group, unique, first, results)
         except Exception as exc:
@@ -368,3 +367,13 @@ class Ingestor:
             else:
                 job.future.set_result(result)
         return True
+
+
+def _first_rows(rows: list[Row]) -> dict[tuple[str, str], Row] | None:
+    """Each key's first row, when some key repeats (rare: the first occurrence wins); else None."""
+    if len(set(map(_KEY, rows))) == len(rows):
+        return None
+    first: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        first.setdefault(_KEY(row), row)
+    return first

@@ -165,7 +165,11 @@ class EventStore:
         """``insert_rows`` in a transaction of its own, committed before it returns; ``conn``
         must have none open. On SQLite the inserts and the commit run in one call on the driver's
         thread: under load every hop back to the event loop waits behind the requests queued
-        there, and a group commit of small requests is mostly hops."""
+        there, and a group commit of small requests is mostly hops.
+
+        Where ``commits_in_one_call``, ``rows`` may repeat a key: SQLite inserts them in order,
+        so a key's first row is stored and a later one conflicts as with a stored row (the
+        answer is then never None)."""
         driver: Any = (await conn.get_raw_connection()).driver_connection
         run = getattr(driver, "_execute", None)  # aiosqlite's "call this on my thread"
         if not self._sqlite or run is None:

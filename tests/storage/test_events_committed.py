@@ -40,3 +40,16 @@ async def test_a_failed_group_leaves_nothing(engine: AsyncEngine) -> None:
             await store.insert_committed(conn, [row(P, "x"), broken])  # type: ignore[list-item]
         assert await store.insert_committed(conn, [row(P, "y")]) is None
     assert await stored_ids(store) == ["y"]
+
+
+async def test_a_repeated_key_is_stored_once_from_its_first_row(engine: AsyncEngine) -> None:
+    store = EventStore(engine)
+    if not store.commits_in_one_call:
+        pytest.skip("only the one-call path takes repeated keys (the ingestor dedups first)")
+    first, again = row(P, "a"), row(P, "a")
+    again = (*again[:5], b"a later payload")
+    async with engine.connect() as conn:
+        got = await store.insert_committed(conn, [first, row(P, "b"), again, row(P, "c")])
+        assert got == {(P, "a"), (P, "b"), (P, "c")}  # not None: a row was not stored
+    payloads = [payload async for payload in store.export(P)]
+    assert payloads[0] == first[5] and await stored_ids(store) == ["a", "b", "c"]
