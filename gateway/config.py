@@ -54,9 +54,11 @@ class Settings:
     # Idempotency keys: how long a completed key is kept, and when an in-flight lock is stale.
     idempotency_retention_seconds: float = 24 * 3600
     idempotency_lock_timeout_seconds: float = 30.0
-    # Group commit: events per transaction, extra wait to fill a group, and the queue bound.
+    # Group commit: events per transaction, extra wait to fill a group, group commits in flight
+    # at once (0: one on SQLite, which has a single writer; four on PostgreSQL), queue bound.
     commit_max_events: int = 10_000
     commit_max_delay_ms: float = 0.0
+    commit_writers: int = 0
     queue_max_events: int = 200_000
     queue_wait_seconds: float = 2.0
     # How long a resolved API key or project may be served from memory (revocation latency).
@@ -226,7 +228,12 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) <= 0:
             fail(name, f"must be positive, not {getattr(s, name)}")
-    for name in ("commit_max_delay_ms", "queue_wait_seconds", "auth_cache_seconds"):
+    for name in (
+        "commit_max_delay_ms",
+        "commit_writers",
+        "queue_wait_seconds",
+        "auth_cache_seconds",
+    ):
         if getattr(s, name) < 0:
             fail(name, f"must not be negative, not {getattr(s, name)}")
     if s.log_level.lower() not in LOG_LEVELS:

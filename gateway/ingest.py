@@ -118,6 +118,18 @@ class WriterLimits:
     max_delay_s: float = 0.0
     queue_max_events: int = 200_000
     queue_wait_s: float = 2.0
+    # Group commits in flight at once, each on its own connection. SQLite has one writer at a
+    # time, so more would only queue on its lock; PostgreSQL commits them side by side.
+    writers: int = 1
+
+
+@dataclass(eq=False)
+class _Writer:
+    """One writer task's own connection, kept between groups: SQLite's page cache is per
+    connection (a pooled one, rotating, would start cold each time) and PostgreSQL's prepared
+    statements too. Dropped after a failed group, reopened by the next."""
+
+    conn: AsyncConnection | None = None
 
 
 @dataclass(kw_only=True)
@@ -139,29 +151,25 @@ class Ingestor:
         self.limits = limits or WriterLimits()
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._state = _QueueState()
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: list[asyncio.Task[None]] = []
         self._on_commit = on_commit
-        # The writer's own connection, kept between groups: SQLite's page cache is per
-        # connection (a pooled one, rotating, would start cold each time) and PostgreSQL's
-        # prepared statements too. Dropped after a failed group, reopened by the next.
-        self._conn: AsyncConnection | None = None
 
     @property
     def queued_events(self) -> int:
         return self._state.events
 
     async def start(self) -> None:
-        self._writer = asyncio.create_task(self._run(), name="eventgw-writer")
+        self._writers = [
+            asyncio.create_task(self._run(), name=f"eventgw-writer-{number}")
+            for number in range(max(1, self.limits.writers))
+        ]
 
     async def stop(self) -> None:
-        """Finish every queued job, then stop the writer."""
-        if self._writer is not None:
+        """Finish every queued job, then stop the writers (one stop mark each, behind them)."""
+        writers, self._writers = self._writers, []
+        for _ in writers:
             self._queue.put_nowait(None)
-            await self._writer
-            self._writer = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await asyncio.gather(*writers)
 
     async def ingest(
         self,
@@ -231,7 +239,7 @@ class Ingestor:
     async def _submit(
         self, rows: list[Row], claim: Claim | None, render: Render | None
     ) -> tuple[Outcomes, StoredResponse | None]:
-        if self._writer is None:
+        if not self._writers:
             raise StorageUnavailable("The gateway is shutting down", retry_after=1)
         state, n = self._state, len(rows)
         async with state.changed:
@@ -252,6 +260,14 @@ class Ingestor:
         return await future
 
     async def _run(self) -> None:
+        writer = _Writer()
+        try:
+            await self._serve(writer)
+        finally:
+            if writer.conn is not None:
+                await writer.conn.close()
+
+    async def _serve(self, writer: _Writer) -> None:
         stopping = False
         while not stopping:
             job = await self._queue.get()
@@ -268,7 +284,7 @@ class Ingestor:
                 group.append(nxt)
                 n += len(nxt.rows)
             started = time.perf_counter()
-            committed = await self._commit(group, n)
+            committed = await self._commit(writer, group, n)
             async with self._state.changed:
                 self._state.events -= n
                 self._state.changed.notify_all()
@@ -326,14 +342,15 @@ class Ingestor:
                 await self.idempotency.complete(conn, job.claim, response)
             results.append((outcomes, response))
 
-    async def _commit(self, group: list[_Job], n: int) -> bool:
-        """Commit ``group`` and answer its requests; False when the transaction failed."""
+    async def _commit(self, writer: _Writer, group: list[_Job], n: int) -> bool:
+        """Commit ``group`` on ``writer``'s connection and answer its requests; False when the
+        transaction failed."""
         rows: list[Row] = list(chain.from_iterable(job.rows for job in group))
         results: list[tuple[Outcomes, StoredResponse | None] | BaseException] = []
         try:
-            if self._conn is None:
-                self._conn = await self.events.engine.connect()
-            conn = self._conn
+            if writer.conn is None:
+                writer.conn = await self.events.engine.connect()
+            conn = writer.conn
             if self.events.commits_in_one_call and all(job.claim is None for job in group):
                 # No stored response to write with the events: insert and commit in one call.
                 # The database also decides the duplicates inside the group (it inserts in
@@ -349,10 +366,10 @@ class Ingestor:
                     await self._write(conn, group, unique, first, results)
         except Exception as exc:
             log.exception("group commit of %d events failed", n)
-            if self._conn is not None:
+            if writer.conn is not None:
                 with contextlib.suppress(Exception):
-                    await self._conn.invalidate()
-                self._conn = None
+                    await writer.conn.invalidate()
+                writer.conn = None
             error = StorageUnavailable("Storage is unavailable", retry_after=1)
             error.__cause__ = exc
             for job in group:

@@ -46,6 +46,10 @@ class Runtime:
 
 # Where the aiohttp application keeps its runtime.
 RUNTIME = web.AppKey("runtime", Runtime)
+# Group commits in flight at once on PostgreSQL when ``commit_writers`` is 0 (SQLite takes one:
+# it has a single writer). ``eventgw bench`` gRPC ingest on a 2-core machine: 35-39k events/s
+# with one, 50-62k with two to four.
+POSTGRES_WRITERS = 4
 
 
 @contextlib.asynccontextmanager
@@ -73,6 +77,7 @@ async def open_runtime(
             max_delay_s=settings.commit_max_delay_ms / 1000,
             queue_max_events=settings.queue_max_events,
             queue_wait_s=settings.queue_wait_seconds,
+            writers=settings.commit_writers or (1 if is_sqlite(engine) else POSTGRES_WRITERS),
         ),
         on_commit=on_commit,
     )

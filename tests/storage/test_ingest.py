@@ -1,7 +1,8 @@
 """The ingestor's group commit on both backends: concurrent requests share one transaction, an
 event id repeated within a group or across groups is stored once (the first request to carry it
-gets ACCEPTED, later ones DUPLICATE), a keyed request's response commits with its events, and two
-ingestors on one database (two gateway processes) never store an event twice."""
+gets ACCEPTED, later ones DUPLICATE), a keyed request's response commits with its events, and
+neither several writers of one ingestor nor two ingestors on one database (two gateway processes)
+ever store an event twice."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from adapters.base import Outcome, Status
 from gateway.config import Settings
 from gateway.ingest import IdempotencyRequest, Ingestor, WriterLimits
 from gateway.pb.event_pb2 import Event
+from gateway.runtime import POSTGRES_WRITERS, open_runtime
 from gateway.storage.engine import create_engine
 from gateway.storage.events import EventStore
 from gateway.storage.idempotency import IdempotencyStore, StoredResponse
@@ -119,3 +121,39 @@ async def test_two_ingestors_on_one_database_store_each_event_once(database_url:
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_writers_side_by_side_store_each_event_once(engine: AsyncEngine) -> None:
+    # One request a group, so that several are in flight at once; every id is sent in two requests
+    # side by side, in opposite orders (on PostgreSQL, rows inserted out of one global order
+    # could deadlock).
+    ing = Ingestor(
+        EventStore(engine),
+        IdempotencyStore(engine, retention_s=3600, lock_timeout_s=30),
+        WriterLimits(max_events=20, writers=4),
+    )
+    await ing.start()
+    try:
+        writers = [t for t in asyncio.all_tasks() if t.get_name().startswith("eventgw-writer-")]
+        assert len(writers) == 4
+        ids = [f"w{i}" for i in range(1000)]
+        batches = [ids[s : s + 20] for s in range(0, len(ids), 20)]
+        requests = [events(*order) for b in batches for order in (b, b[::-1])]
+        results = await asyncio.gather(*(ing.ingest(P, r) for r in requests))
+    finally:
+        await ing.stop()
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("eventgw-writer-")]
+    accepted = [o.event_id for r in results for o in r.outcomes or [] if o.status is A]
+    duplicates = [o.event_id for r in results for o in r.outcomes or [] if o.status is D]
+    assert sorted(accepted) == sorted(ids) and sorted(duplicates) == sorted(ids)
+    assert sorted(await stored_ids(engine)) == sorted(ids)
+
+
+async def test_group_commits_in_flight_default_to_one_on_sqlite_and_several_on_postgres(
+    database_url: str,
+) -> None:
+    sqlite = database_url.startswith("sqlite")
+    async with open_runtime(Settings(database_url=database_url)) as runtime:
+        assert runtime.ingestor.limits.writers == (1 if sqlite else POSTGRES_WRITERS)
+    async with open_runtime(Settings(database_url=database_url, commit_writers=2)) as runtime:
+        assert runtime.ingestor.limits.writers == 2

@@ -100,6 +100,7 @@ def test_invalid_values_name_the_setting_and_where_it_came_from(tmp_path: Path) 
         ({"EVENTGW_NATS_URL": "http://n"}, {}, r"nats_url: must be nats://"),
         ({"EVENTGW_MAX_BODY_BYTES": "0"}, {}, r"max_body_bytes: must be positive, not 0"),
         ({"EVENTGW_QUEUE_WAIT_SECONDS": "-1"}, {}, r"queue_wait_seconds: must not be negative"),
+        ({"EVENTGW_COMMIT_WRITERS": "-1"}, {}, r"commit_writers: must not be negative"),
     ]
     for env, flags, message in cases:
         with pytest.raises(ConfigError, match=message):
