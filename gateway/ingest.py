@@ -4,17 +4,18 @@ Callers have already authenticated the request and translated it into canonical 
 ``Ingestor.ingest`` then
 
 1. claims the request's idempotency key, if any (a completed key returns the stored response);
-2. queues the events for the writer, waiting in a bounded queue (``Overloaded`` past its bound);
-3. the writer task coalesces whatever is queued into one transaction (group commit): one
-   ``INSERT .. ON CONFLICT DO NOTHING`` for all events, the stored responses of keyed requests,
-   one commit; only then are the requests answered. Durability costs one commit per group.
+2. queues the events for the writers, waiting in a bounded queue (``Overloaded`` past its bound);
+3. a writer task (one on SQLite, several side by side on PostgreSQL) coalesces whatever is
+   queued into one transaction (group commit): one ``INSERT .. ON CONFLICT DO NOTHING`` for all
+   events, the stored responses of keyed requests, one commit; only then are the requests
+   answered. Durability costs one commit per group.
 
 An event whose (project, id) is already stored, or appears earlier in the same group, is a
 ``DUPLICATE``; the database decides, so this holds across processes.
 
 This is the hot path of every event, so per event it does no more than it must: each event is
 serialized once into a plain-tuple outbox row (``Ingestor.rows``; the gRPC front builds its rows
-itself, ``ingest_rows``), the writer keeps one connection (warm caches), a group without stored
+itself, ``ingest_rows``), each writer keeps its connection (warm caches), a group without stored
 responses is inserted and committed in one call to the database driver, and the per-event
 answers (``Outcomes``) are a list of ids plus the few indexes that were duplicates.
 """
