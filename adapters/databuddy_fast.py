@@ -17,6 +17,7 @@ stays the parser that decides what is malformed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -122,7 +123,9 @@ def fast_track_event(
     return _event(payload, default_id, *_received(received_at))
 
 
-def fast_batch(body: bytes, received_at: datetime, default_id: Any) -> list[Event] | None:
+def fast_batch(
+    body: bytes, received_at: datetime, default_id: Callable[[int], str]
+) -> list[Event] | None:
     """The events of a ``/batch`` body made only of wrapped ``track`` items this path builds;
     None for any other body. ``default_id(index)`` names an item that brings no ``eventId``."""
     try:
