@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.base import Outcome, Status
 from gateway.config import Settings
+from gateway.errors import StorageUnavailable
 from gateway.ingest import IdempotencyRequest, Ingestor, WriterLimits
 from gateway.pb.event_pb2 import Event
 from gateway.runtime import POSTGRES_WRITERS, open_runtime
@@ -157,3 +158,19 @@ async def test_group_commits_in_flight_default_to_one_on_sqlite_and_several_on_p
         assert runtime.ingestor.limits.writers == (1 if sqlite else POSTGRES_WRITERS)
     async with open_runtime(Settings(database_url=database_url, commit_writers=2)) as runtime:
         assert runtime.ingestor.limits.writers == 2
+
+
+async def test_work_arriving_while_the_writers_drain_is_refused_not_stranded(
+    engine: AsyncEngine,
+) -> None:
+    ing = ingestor(engine)
+    await ing.start()
+    first = asyncio.create_task(ing.ingest(P, events("a")))
+    await asyncio.sleep(0)  # queued
+    stopping = asyncio.create_task(ing.stop())
+    await asyncio.sleep(0)  # draining: the stop marks are behind "a"
+    with pytest.raises(StorageUnavailable, match="shutting down"):
+        await asyncio.wait_for(ing.ingest(P, events("b")), 5)
+    await stopping
+    assert [o.status for o in (await first).outcomes or []] == [A]
+    assert await stored_ids(engine) == ["a"]
