@@ -130,10 +130,10 @@ def track_event(f: Fields, *, default_id: str, received_at: datetime) -> Event:
         _put(event.network, "rtt_ms", f.number("rtt", minimum=0, maximum=10_000, integer=True))
         _put(event.network, "downlink_mbps", f.number("downlink", minimum=0, maximum=10_000))
     if not keys.isdisjoint(_UTM_KEYS):
-        for key, attr in UTM_FIELDS:
+        for key, attr in _UTM:
             _put(event.campaign, attr, f.text(key, max_len=128))
     if not keys.isdisjoint(_PERFORMANCE_KEYS):
-        for key, attr, maximum in PERFORMANCE_METRICS:
+        for key, attr, maximum in _METRICS:
             _put(event.performance, attr, f.number(key, minimum=0, maximum=maximum))
         count = f.integer("interaction_count", maximum=10_000)
         _put(event.performance, "interaction_count", count)
@@ -143,15 +143,14 @@ def track_event(f: Fields, *, default_id: str, received_at: datetime) -> Event:
     return event
 
 
-# Tracker keys to the fields they fill (the fast path maps them with the same tables).
-UTM_FIELDS = (
+_UTM = (
     ("utm_source", "source"),
     ("utm_medium", "medium"),
     ("utm_campaign", "name"),
     ("utm_term", "term"),
     ("utm_content", "content"),
 )
-PERFORMANCE_METRICS = (  # key, field, maximum
+_METRICS = (
     ("load_time", "load_time_ms", 60_000),
     ("dom_ready_time", "dom_ready_time_ms", 60_000),
     ("ttfb", "ttfb_ms", 60_000),
@@ -159,11 +158,8 @@ PERFORMANCE_METRICS = (  # key, field, maximum
     ("scroll_depth", "scroll_depth", 100),
 )
 _NETWORK_KEYS = frozenset({"connection_type", "rtt", "downlink"})
-_UTM_KEYS = frozenset(key for key, _ in UTM_FIELDS)
-_PERFORMANCE_KEYS = frozenset(key for key, _, _ in PERFORMANCE_METRICS) | {
-    "interaction_count",
-    "page_count",
-}
+_UTM_KEYS = frozenset(key for key, _ in _UTM)
+_PERFORMANCE_KEYS = frozenset(key for key, _, _ in _METRICS) | {"interaction_count", "page_count"}
 
 
 def outgoing_link_event(f: Fields, *, received_at: datetime) -> Event:
@@ -214,9 +210,7 @@ class SchemaRejection(Rejection):
 __all__ = [
     "DIALECT",
     "KINDS",
-    "PERFORMANCE_METRICS",
     "SCHEMA_ERROR",
-    "UTM_FIELDS",
     "SchemaRejection",
     "custom_event",
     "outgoing_link_event",
