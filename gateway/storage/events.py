@@ -66,7 +66,11 @@ class EventRow(NamedTuple):
 
 
 # What the hot path builds: a plain tuple in ``EventRow``'s order (no per-row class overhead).
-Row = tuple[str, str, str, str, int, bytes]
+# Its payload may be a bytearray, and the gRPC front, where the writer is the limit, builds one:
+# CPython's sqlite3 module hands a bytearray straight to SQLite but passes every ``bytes``
+# parameter through its adaptation protocol first, ~0.3 µs each on the writer's thread with the
+# GIL held (binding a 1,600-row page: 1.1 -> 0.6 ms).
+Row = tuple[str, str, str, str, int, bytes | bytearray]
 
 
 # The first insert took the write lock for the whole transaction, and a rowid table gives each
