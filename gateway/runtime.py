@@ -5,6 +5,7 @@ ingestor (with its writer task) and the adapter registry. Both fronts (HTTP, gRP
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from gateway.ingest import Ingestor, WriterLimits
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.storage.checkpoint import WalCheckpointer
-from gateway.storage.engine import create_engine, is_sqlite
+from gateway.storage.engine import create_engine, is_sqlite, sqlite_file
 from gateway.storage.events import EventStore
 from gateway.storage.idempotency import IdempotencyStore
 from gateway.storage.tenants import TenantStore
@@ -81,10 +82,13 @@ async def open_runtime(
         ),
         on_commit=on_commit,
     )
-    checkpointer = WalCheckpointer(engine) if is_sqlite(engine) else None
+    database_file = sqlite_file(engine)
+    checkpointer = None
+    if database_file is not None:
+        checkpointer = WalCheckpointer(database_file, synchronous=settings.sqlite_synchronous)
     await ingestor.start()
     if checkpointer is not None:
-        await checkpointer.start()
+        checkpointer.start()
     try:
         yield Runtime(
             settings=settings,
@@ -102,5 +106,5 @@ async def open_runtime(
     finally:
         await ingestor.stop()
         if checkpointer is not None:
-            await checkpointer.stop()
+            await asyncio.to_thread(checkpointer.stop)
         await engine.dispose()

@@ -49,6 +49,14 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The database file of a SQLite engine; None for other backends and in-memory databases."""
+    database = engine.url.database
+    if not is_sqlite(engine) or not database or database == ":memory:":
+        return None
+    return database
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     url = async_url(settings.database_url)
     if url.startswith("sqlite"):
