@@ -3,8 +3,9 @@
 The client is pointed at the gateway's base URL (``base_url=<gateway>/api/v1``) and nothing else:
 ``track.event`` posts one event to ``/api/v1/track``; ``batch.create`` posts ``{"token", "events"}``
 to ``/api/v1/batch`` and must take the gateway's 207 (one invalid row) as a success it can read
-per row. The client is synchronous (httpx2, its HTTP client since 2.1), so it runs in a thread while the server runs in the
-test's event loop. A request hook records what the client sends on the wire.
+per row. The client is synchronous (httpx2, its HTTP client since 2.1), so it runs in a thread
+while the server runs in the test's event loop. A request hook records what the client sends on
+the wire.
 """
 
 from __future__ import annotations
