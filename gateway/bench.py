@@ -3,7 +3,8 @@
 It provisions a temporary SQLite database (or a fresh PostgreSQL database on the server of
 ``--database-url``, dropped afterwards), starts ``python -m gateway serve`` as a child process on
 free ports, and drives it from separate load-generator processes (``gateway.bench_load``), one
-scenario at a time for ``--seconds`` each:
+scenario at a time for ``--seconds`` each, after ``--warmup`` seconds of the same load that are
+not counted (the clients' synchronized start is not the steady state the figures describe):
 
 - ``grpc-batch``: unary ``SubmitBatch`` of 500 events with unique ids, several calls in flight;
 - ``grpc-stream``: ``SubmitStream``, 500-event batches pipelined on a few streams;
@@ -40,7 +41,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from gateway.bench_load import Gate, Tally, Target, load_worker, raw_postgres, raw_sqlite
+from gateway.bench_load import Gate, Tally, Target, Window, load_worker, raw_postgres, raw_sqlite
 
 SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")
 # Requests in flight per load-generator process (streams for grpc-stream).
@@ -53,6 +54,7 @@ WORKER_GRACE_SECONDS = 60.0
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions:
     seconds: float = 5.0
+    warmup_s: float = 1.0  # load before each measured window, not counted
     database_url: str | None = None
     scenarios: tuple[str, ...] = SCENARIOS
     clients: int = 2  # load-generator processes per scenario
@@ -314,10 +316,11 @@ def run_scenario(
     gate = Gate(ready=ctx.Queue(), go=ctx.Event())
     results: Any = ctx.Queue()
     concurrency = options.concurrency or CONCURRENCY[scenario]
+    window = Window(options.seconds, options.warmup_s)
     workers = [
         ctx.Process(
             target=load_worker,
-            args=(scenario, target, n, concurrency, options.seconds, gate, results),
+            args=(scenario, target, n, concurrency, window, gate, results),
             daemon=True,
         )
         for n in range(options.clients)
@@ -334,9 +337,10 @@ def run_scenario(
             except queue.Empty:
                 if not all(w.is_alive() for w in workers):
                     break
-        gateway.reset_peak()
-        cpu, commits = gateway.cpu_seconds(), gateway.commit_totals()
+        gateway.reset_peak()  # the peak includes the warm-up
         gate.go.set()
+        time.sleep(options.warmup_s)
+        cpu, commits = gateway.cpu_seconds(), gateway.commit_totals()
         time.sleep(options.seconds)
         cpu = gateway.cpu_seconds() - cpu
         commits = {k: v - commits.get(k, 0.0) for k, v in gateway.commit_totals().items()}
@@ -425,6 +429,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                 "database": backend,
                 "sqlite_synchronous": sync,
                 "seconds": options.seconds,
+                "warmup_seconds": options.warmup_s,
                 "clients": options.clients,
                 "cpus": os.cpu_count(),
                 "raw": [asdict(f) for f in raw],
@@ -471,7 +476,8 @@ def targets(figures: Sequence[Figure], raw: Figure, peak_rss_mb: float) -> list[
 def render_table(report: dict[str, Any], out: TextIO) -> None:
     print(
         f"eventgw bench: {report['database']} (sqlite synchronous={report['sqlite_synchronous']}),"
-        f" {report['seconds']:g} s per scenario, {report['clients']} load processes,"
+        f" {report['seconds']:g} s per scenario after {report['warmup_seconds']:g} s of warm-up,"
+        f" {report['clients']} load processes,"
         f" {report['cpus']} CPUs",
         file=out,
     )

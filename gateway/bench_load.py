@@ -2,9 +2,10 @@
 
 Each worker process opens its own connections, builds its requests from pre-serialized templates
 (byte concatenation, so that the generator spends its CPU on sending, not on building messages),
-waits for the common start signal, keeps ``concurrency`` requests in flight for the scenario's
-duration and reports what completed inside the window: requests, events, errors, retryable
-refusals and each request's latency. Event ids are unique per run (worker, scenario, counter).
+waits for the common start signal, keeps ``concurrency`` requests in flight for a warm-up and
+then the scenario's duration, and reports what completed inside the measured window (requests
+sent during the warm-up are not counted): requests, events, errors, retryable refusals and each
+request's latency. Event ids are unique per run (worker, scenario, counter).
 Also here: the raw limit, the same serialized events inserted straight into SQLite (and into
 PostgreSQL) with the same durability and no gateway in between.
 """
@@ -12,6 +13,7 @@ PostgreSQL) with the same durability and no gateway in between.
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing.synchronize
 import os
 import sqlite3
@@ -37,6 +39,28 @@ class Target:
     grpc_target: str
     project_id: str
     api_key: str
+
+
+@dataclass(frozen=True)
+class Window:
+    """A load run: ``warmup_s`` of load that is not counted, then ``seconds`` that are.
+
+    At the start every client sends at once, so the first requests all queue behind one another
+    (and behind a cold process) and a 5-second run's p99 is mostly theirs; the warm-up keeps
+    that start out of the figures, which describe the steady state. A request is counted when it
+    started inside the window and completed before its end."""
+
+    seconds: float
+    warmup_s: float = 0.0
+
+    def bounds(self, started: float) -> tuple[float, float]:
+        """(measured from, deadline) on ``time.perf_counter``'s clock."""
+        return started + self.warmup_s, started + self.warmup_s + self.seconds
+
+    async def cpu_from_window_start(self) -> float:
+        """This process's CPU time when the measured window opens."""
+        await asyncio.sleep(self.warmup_s)
+        return time.process_time()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,10 +152,10 @@ def batch_request_bytes(ids: list[bytes], tail: bytes) -> bytes:
 Send = Callable[[], Awaitable[tuple[int, int, int]]]  # -> (events, errors, refused)
 
 
-async def _drive(send: Send, concurrency: int, seconds: float) -> Tally:
+async def drive(send: Send, concurrency: int, window: Window) -> Tally:
     tally = Tally()
-    started, cpu = time.perf_counter(), time.process_time()
-    deadline = started + seconds
+    measured_from, deadline = window.bounds(time.perf_counter())
+    cpu = asyncio.create_task(window.cpu_from_window_start())
 
     async def loop() -> None:
         while time.perf_counter() < deadline:
@@ -144,22 +168,23 @@ async def _drive(send: Send, concurrency: int, seconds: float) -> Tally:
             t1 = time.perf_counter()
             if t1 > deadline:
                 break
-            tally.requests += 1
-            tally.events += events
-            tally.errors += errors
-            tally.refused += refused
-            tally.latencies_ms.append((t1 - t0) * 1000)
+            if t0 >= measured_from:  # sent inside the window
+                tally.requests += 1
+                tally.events += events
+                tally.errors += errors
+                tally.refused += refused
+                tally.latencies_ms.append((t1 - t0) * 1000)
             if refused:
                 await asyncio.sleep(0.05)
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
-    tally.elapsed_s = time.perf_counter() - started
-    tally.cpu_s = time.process_time() - cpu
+    tally.elapsed_s = time.perf_counter() - measured_from
+    tally.cpu_s = time.process_time() - await cpu
     return tally
 
 
 async def _grpc_scenario(
-    scenario: str, target: Target, worker: int, concurrency: int, seconds: float, gate: Gate
+    scenario: str, target: Target, worker: int, concurrency: int, window: Window, gate: Gate
 ) -> Tally:
     import grpc
 
@@ -187,8 +212,8 @@ async def _grpc_scenario(
                 return answer.accepted, len(answer.results) - answer.accepted, 0
 
             await gate.wait()
-            return await _drive(send, concurrency, seconds)
-        return await _stream_scenario(channel, ids, tail, metadata, concurrency, seconds, gate)
+            return await drive(send, concurrency, window)
+        return await _stream_scenario(channel, ids, tail, metadata, concurrency, window, gate)
 
 
 async def _stream_scenario(
@@ -197,7 +222,7 @@ async def _stream_scenario(
     tail: bytes,
     metadata: Any,
     concurrency: int,
-    seconds: float,
+    window: Window,
     gate: Gate,
 ) -> Tally:
     """``concurrency`` streams, each with up to ``STREAM_WINDOW`` batches in flight; a batch's
@@ -207,26 +232,31 @@ async def _stream_scenario(
     open_stream = channel.stream_stream(SERVICE + "SubmitStream", None, None)
     tally = Tally()
     await gate.wait()
-    started, cpu = time.perf_counter(), time.process_time()
-    deadline = started + seconds
+    measured_from, deadline = window.bounds(time.perf_counter())
+    cpu = asyncio.create_task(window.cpu_from_window_start())
+    timeout = window.warmup_s + window.seconds + REQUEST_TIMEOUT_SECONDS
 
     async def one_stream() -> None:
-        call = open_stream(metadata=metadata, timeout=seconds + REQUEST_TIMEOUT_SECONDS)
-        sent: asyncio.Queue[float] = asyncio.Queue(STREAM_WINDOW)
+        call = open_stream(metadata=metadata, timeout=timeout)
+        window_slots = asyncio.Semaphore(STREAM_WINDOW)
+        sent: collections.deque[float] = collections.deque()  # send times, answered in order
 
         async def writer() -> None:
             while time.perf_counter() < deadline:
                 request = batch_request_bytes(ids.take(GRPC_BATCH), tail)
-                await sent.put(time.perf_counter())
+                await window_slots.acquire()
+                # Timed once it can go: waiting for a slot in the window is not its latency.
+                sent.append(time.perf_counter())
                 await call.write(request)
             await call.done_writing()
 
         task = asyncio.create_task(writer())
         try:
             async for raw in call:
-                t0 = sent.get_nowait()
                 t1 = time.perf_counter()
-                if t1 > deadline:
+                t0 = sent.popleft()
+                window_slots.release()
+                if t0 < measured_from or t1 > deadline:
                     continue
                 answer = SubmitBatchResponse.FromString(raw)
                 tally.requests += 1
@@ -240,8 +270,8 @@ async def _stream_scenario(
             tally.first_error = tally.first_error or f"{type(exc).__name__}: {exc}"[:300]
 
     await asyncio.gather(*(one_stream() for _ in range(concurrency)))
-    tally.elapsed_s = time.perf_counter() - started
-    tally.cpu_s = time.process_time() - cpu
+    tally.elapsed_s = time.perf_counter() - measured_from
+    tally.cpu_s = time.process_time() - await cpu
     return tally
 
 
@@ -261,7 +291,7 @@ _CUSTOM = (
 
 
 async def _http_scenario(
-    scenario: str, target: Target, worker: int, concurrency: int, seconds: float, gate: Gate
+    scenario: str, target: Target, worker: int, concurrency: int, window: Window, gate: Gate
 ) -> Tally:
     import aiohttp
 
@@ -309,7 +339,7 @@ async def _http_scenario(
         async with session.get(f"{target.http_url}/healthz") as warm:
             await warm.read()
         await gate.wait()
-        return await _drive(send, concurrency, seconds)
+        return await drive(send, concurrency, window)
 
 
 def load_worker(
@@ -317,7 +347,7 @@ def load_worker(
     target: Target,
     worker: int,
     concurrency: int,
-    seconds: float,
+    window: Window,
     gate: Gate,
     results: Any,
 ) -> None:
@@ -331,7 +361,7 @@ def load_worker(
         runner = uvloop.run
     scenario_fn = _grpc_scenario if scenario.startswith("grpc") else _http_scenario
     try:
-        tally = runner(scenario_fn(scenario, target, worker, concurrency, seconds, gate))
+        tally = runner(scenario_fn(scenario, target, worker, concurrency, window, gate))
     except Exception as exc:
         tally = Tally(errors=1, first_error=f"{type(exc).__name__}: {exc}"[:300])
     results.put(asdict(tally))

@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seconds", type=float, default=5.0, help="per scenario (default 5)")
     bench.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="seconds of load before each scenario's measured window, not counted (default 1)",
+    )
+    bench.add_argument(
         "--scenarios",
         default="grpc-batch,grpc-stream,databuddy-batch,track",
         help="comma-separated (default: all four)",

@@ -34,6 +34,7 @@ def cmd_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     options = bench.BenchOptions(
         seconds=args.seconds,
+        warmup_s=args.warmup,
         database_url=args.database_url,
         scenarios=scenarios or bench.SCENARIOS,
         clients=args.clients,

@@ -32,7 +32,10 @@ FIGURE_KEYS = {
 @pytest.mark.slow
 def test_bench_runs_every_scenario_and_reports_json() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--seconds", "1", "--clients", "1", "--json"],
+        [
+            *(sys.executable, "-m", "gateway", "bench", "--json"),
+            *("--seconds", "1", "--warmup", "0.5", "--clients", "1"),
+        ],
         cwd=ROOT,
         capture_output=True,
         timeout=300,
@@ -43,6 +46,7 @@ def test_bench_runs_every_scenario_and_reports_json() -> None:
 
     assert report["database"] == "sqlite"
     assert report["sqlite_synchronous"] == "FULL"
+    assert (report["seconds"], report["warmup_seconds"]) == (1, 0.5)
     (raw,) = report["raw"]
     assert raw["name"] == "raw-sqlite" and raw["events"] > 0 and raw["errors"] == 0
     assert [s["name"] for s in report["scenarios"]] == list(SCENARIOS)
