@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import multiprocessing.synchronize
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,14 +54,20 @@ class Window:
     seconds: float
     warmup_s: float = 0.0
 
-    def bounds(self, started: float) -> tuple[float, float]:
-        """(measured from, deadline) on ``time.perf_counter``'s clock."""
-        return started + self.warmup_s, started + self.warmup_s + self.seconds
+    @contextlib.asynccontextmanager
+    async def measure(self, tally: Tally) -> AsyncIterator[tuple[float, float]]:
+        """Start the run now: yields (measured from, deadline) on ``time.perf_counter``'s clock;
+        on exit ``tally`` gets the measured window's length and this process's CPU time in it."""
+        measured_from = time.perf_counter() + self.warmup_s
 
-    async def cpu_from_window_start(self) -> float:
-        """This process's CPU time when the measured window opens."""
-        await asyncio.sleep(self.warmup_s)
-        return time.process_time()
+        async def cpu_at_window_start() -> float:
+            await asyncio.sleep(self.warmup_s)
+            return time.process_time()
+
+        cpu = asyncio.create_task(cpu_at_window_start())
+        yield measured_from, measured_from + self.seconds
+        tally.elapsed_s = time.perf_counter() - measured_from
+        tally.cpu_s = time.process_time() - await cpu
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,8 +161,6 @@ Send = Callable[[], Awaitable[tuple[int, int, int]]]  # -> (events, errors, refu
 
 async def drive(send: Send, concurrency: int, window: Window) -> Tally:
     tally = Tally()
-    measured_from, deadline = window.bounds(time.perf_counter())
-    cpu = asyncio.create_task(window.cpu_from_window_start())
 
     async def loop() -> None:
         while time.perf_counter() < deadline:
@@ -177,9 +182,8 @@ async def drive(send: Send, concurrency: int, window: Window) -> Tally:
             if refused:
                 await asyncio.sleep(0.05)
 
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    tally.elapsed_s = time.perf_counter() - measured_from
-    tally.cpu_s = time.process_time() - await cpu
+    async with window.measure(tally) as (measured_from, deadline):
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
     return tally
 
 
@@ -232,8 +236,6 @@ async def _stream_scenario(
     open_stream = channel.stream_stream(SERVICE + "SubmitStream", None, None)
     tally = Tally()
     await gate.wait()
-    measured_from, deadline = window.bounds(time.perf_counter())
-    cpu = asyncio.create_task(window.cpu_from_window_start())
     timeout = window.warmup_s + window.seconds + REQUEST_TIMEOUT_SECONDS
 
     async def one_stream() -> None:
@@ -269,9 +271,8 @@ async def _stream_scenario(
             tally.errors += 1
             tally.first_error = tally.first_error or f"{type(exc).__name__}: {exc}"[:300]
 
-    await asyncio.gather(*(one_stream() for _ in range(concurrency)))
-    tally.elapsed_s = time.perf_counter() - measured_from
-    tally.cpu_s = time.process_time() - await cpu
+    async with window.measure(tally) as (measured_from, deadline):
+        await asyncio.gather(*(one_stream() for _ in range(concurrency)))
     return tally
 
 
