@@ -28,6 +28,7 @@ import queue
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -510,14 +511,110 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
         )
 
 
-def main(options: BenchOptions, *, as_json: bool, out: TextIO) -> int:
+# The figures a series of runs summarizes, each as its median and range.
+SERIES_KEYS = ("events_per_s", "requests_per_s", "p50_ms", "p99_ms", "ratio_to_raw", "peak_rss_mb")
+
+
+def _spread(values: Sequence[float | None]) -> dict[str, float] | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return {"min": min(present), "median": statistics.median(present), "max": max(present)}
+
+
+def summarize(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A series of independent runs (``run_bench`` reports) as each figure's median and range,
+    and how many runs met each target: on a shared machine one run says little."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    checks: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for report in reports:
+        for row in report["raw"] + report["scenarios"]:
+            rows.setdefault(row["name"], []).append(row)
+        for check in report["targets"]:
+            checks.setdefault((check["scenario"], check["target"]), []).append(check)
+    return {
+        "runs": len(reports),
+        "figures": [
+            {"name": name, **{key: _spread([r[key] for r in runs]) for key in SERIES_KEYS}}
+            for name, runs in rows.items()
+        ],
+        "gateway_peak_rss_mb": _spread([r["gateway_peak_rss_mb"] for r in reports]),
+        "targets": [
+            {
+                "scenario": scenario,
+                "target": target,
+                "value": _spread([c["value"] for c in found]),
+                "met_runs": sum(c["met"] for c in found),
+                "runs": len(found),
+            }
+            for (scenario, target), found in checks.items()
+        ],
+    }
+
+
+def render_series(series: dict[str, Any], out: TextIO) -> None:
+    summary, first = series["summary"], series["runs"][0]
+    print(
+        f"eventgw bench: {first['database']} (sqlite synchronous={first['sqlite_synchronous']}),"
+        f" {summary['runs']} runs of {first['seconds']:g} s per scenario:"
+        " median (min-max)",
+        file=out,
+    )
+
+    def cell(spread: dict[str, float] | None, fmt: str) -> str:
+        if spread is None:
+            return ""
+        low, mid, high = (format(spread[k], fmt) for k in ("min", "median", "max"))
+        return f"{mid} ({low}-{high})"
+
+    header = f"{'scenario':<16}{'events/s':>26}{'p99 ms':>20}{'x raw':>20}"
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for row in summary["figures"]:
+        print(
+            f"{row['name']:<16}{cell(row['events_per_s'], ',.0f'):>26}"
+            f"{cell(row['p99_ms'], '.1f'):>20}{cell(row['ratio_to_raw'], '.2f'):>20}",
+            file=out,
+        )
+    print(f"gateway peak RSS MB: {cell(summary['gateway_peak_rss_mb'], '.0f')}", file=out)
+    for check in summary["targets"]:
+        print(
+            f"  {check['scenario']:<16}{check['target']:<24}"
+            f"met in {check['met_runs']} of {check['runs']} runs"
+            f"  (median {_number(check['value']['median'])})",
+            file=out,
+        )
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def main(options: BenchOptions, *, as_json: bool, out: TextIO, runs: int = 1) -> int:
     unknown = set(options.scenarios) - set(SCENARIOS)
     if unknown:
         print(f"eventgw: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    report = run_bench(options)
+    if runs < 1:
+        print("eventgw: --runs must be at least 1", file=sys.stderr)
+        return 2
+    if runs == 1:
+        report = run_bench(options)
+        if as_json:
+            out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            render_table(report, out)
+        return 0
+    reports = []
+    for number in range(1, runs + 1):
+        reports.append(run_bench(options))
+        scenarios = ", ".join(
+            f"{row['name']} {row['events_per_s']:,.0f}/s" for row in reports[-1]["scenarios"]
+        )
+        print(f"eventgw bench: run {number} of {runs}: {scenarios}", file=sys.stderr, flush=True)
+    series = {"runs": reports, "summary": summarize(reports)}
     if as_json:
-        out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        out.write(orjson.dumps(series, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        render_table(report, out)
+        render_series(series, out)
     return 0

@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("FULL", "NORMAL"),
         help="SQLite durability of the gateway and the raw limit (default FULL)",
     )
+    bench.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="independent runs (each on a fresh gateway and database), reported as each"
+        " figure's median and range and how many runs met each target (default 1)",
+    )
     bench.add_argument("--json", action="store_true", help="machine-readable report")
     bench.set_defaults(func=cmd_bench)
     add_examples(sub)

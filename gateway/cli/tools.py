@@ -41,4 +41,4 @@ def cmd_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         concurrency=args.concurrency,
         sqlite_synchronous=args.sqlite_synchronous,
     )
-    return bench.main(options, as_json=args.json, out=sys.stdout)
+    return bench.main(options, as_json=args.json, out=sys.stdout, runs=args.runs)

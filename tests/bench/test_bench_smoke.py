@@ -4,14 +4,10 @@ events without errors; the figures themselves depend on the machine and are not 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-import orjson
 import pytest
 
 from gateway.bench import SCENARIOS
-from tests.harness import ROOT
+from tests.bench import run_bench_cli
 
 FIGURE_KEYS = {
     "name",
@@ -31,18 +27,7 @@ FIGURE_KEYS = {
 
 @pytest.mark.slow
 def test_bench_runs_every_scenario_and_reports_json() -> None:
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "gateway", "bench", "--json"),
-            *("--seconds", "1", "--warmup", "0.5", "--clients", "1"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    report = orjson.loads(done.stdout)
+    report, _ = run_bench_cli("--seconds", "1", "--warmup", "0.5", "--clients", "1")
 
     assert report["database"] == "sqlite"
     assert report["sqlite_synchronous"] == "FULL"
