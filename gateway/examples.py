@@ -63,6 +63,7 @@ examples:
 examples:
   eventgw bench
   eventgw bench --seconds 5 --scenarios grpc-batch,track --json
+  eventgw bench --seconds 5 --runs 9
   eventgw bench --database-url postgresql://eventgw@db/postgres
 """,
 }
