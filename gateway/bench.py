@@ -507,7 +507,7 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
     for check in report["targets"]:
         mark = "met" if check["met"] else "NOT MET"
         print(
-            f"  {check['scenario']:<16}{check['target']:<24}{check['value']:>12}  {mark}", file=out
+            f"  {check['scenario']:<16}{check['target']:<26}{check['value']:>12}  {mark}", file=out
         )
 
 
@@ -579,7 +579,7 @@ def render_series(series: dict[str, Any], out: TextIO) -> None:
     print(f"gateway peak RSS MB: {cell(summary['gateway_peak_rss_mb'], '.0f')}", file=out)
     for check in summary["targets"]:
         print(
-            f"  {check['scenario']:<16}{check['target']:<24}"
+            f"  {check['scenario']:<16}{check['target']:<26}"
             f"met in {check['met_runs']} of {check['runs']} runs"
             f"  (median {_number(check['value']['median'])})",
             file=out,
