@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -598,23 +598,21 @@ def main(options: BenchOptions, *, as_json: bool, out: TextIO, runs: int = 1) ->
     if runs < 1:
         print("eventgw: --runs must be at least 1", file=sys.stderr)
         return 2
+    result: dict[str, Any]
+    render: Callable[[dict[str, Any], TextIO], None]
     if runs == 1:
-        report = run_bench(options)
-        if as_json:
-            out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-        else:
-            render_table(report, out)
-        return 0
-    reports = []
-    for number in range(1, runs + 1):
-        reports.append(run_bench(options))
-        scenarios = ", ".join(
-            f"{row['name']} {row['events_per_s']:,.0f}/s" for row in reports[-1]["scenarios"]
-        )
-        print(f"eventgw bench: run {number} of {runs}: {scenarios}", file=sys.stderr, flush=True)
-    series = {"runs": reports, "summary": summarize(reports)}
-    if as_json:
-        out.write(orjson.dumps(series, option=orjson.OPT_INDENT_2).decode() + "\n")
+        result, render = run_bench(options), render_table
     else:
-        render_series(series, out)
+        reports = []
+        for number in range(1, runs + 1):
+            reports.append(run_bench(options))
+            rates = ", ".join(
+                f"{row['name']} {row['events_per_s']:,.0f}/s" for row in reports[-1]["scenarios"]
+            )
+            print(f"eventgw bench: run {number} of {runs}: {rates}", file=sys.stderr, flush=True)
+        result, render = {"runs": reports, "summary": summarize(reports)}, render_series
+    if as_json:
+        out.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        render(result, out)
     return 0
