@@ -477,10 +477,22 @@ def targets(figures: Sequence[Figure], raw: Figure, peak_rss_mb: float) -> list[
     ]
 
 
+def _heading(report: dict[str, Any]) -> str:
+    """What both tables open with: the bench, its database and durability."""
+    return (
+        f"eventgw bench: {report['database']} (sqlite synchronous={report['sqlite_synchronous']})"
+    )
+
+
+def _target_label(check: dict[str, Any]) -> str:
+    """A target's row label in both tables, as wide as the longest target."""
+    return f"  {check['scenario']:<16}{check['target']:<26}"
+
+
 def render_table(report: dict[str, Any], out: TextIO) -> None:
     print(
-        f"eventgw bench: {report['database']} (sqlite synchronous={report['sqlite_synchronous']}),"
-        f" {report['seconds']:g} s per scenario after {report['warmup_seconds']:g} s of warm-up,"
+        f"{_heading(report)}, {report['seconds']:g} s per scenario"
+        f" after {report['warmup_seconds']:g} s of warm-up,"
         f" {report['clients']} load processes,"
         f" {report['cpus']} CPUs",
         file=out,
@@ -506,9 +518,7 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
     print(f"gateway peak RSS: {report['gateway_peak_rss_mb']:.0f} MB", file=out)
     for check in report["targets"]:
         mark = "met" if check["met"] else "NOT MET"
-        print(
-            f"  {check['scenario']:<16}{check['target']:<26}{check['value']:>12}  {mark}", file=out
-        )
+        print(f"{_target_label(check)}{check['value']:>12}  {mark}", file=out)
 
 
 # The figures a series of runs summarizes, each as its median and range.
@@ -555,8 +565,7 @@ def summarize(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def render_series(series: dict[str, Any], out: TextIO) -> None:
     summary, first = series["summary"], series["runs"][0]
     print(
-        f"eventgw bench: {first['database']} (sqlite synchronous={first['sqlite_synchronous']}),"
-        f" {summary['runs']} runs of {first['seconds']:g} s per scenario:"
+        f"{_heading(first)}, {summary['runs']} runs of {first['seconds']:g} s per scenario:"
         " median (min-max)",
         file=out,
     )
@@ -579,8 +588,7 @@ def render_series(series: dict[str, Any], out: TextIO) -> None:
     print(f"gateway peak RSS MB: {cell(summary['gateway_peak_rss_mb'], '.0f')}", file=out)
     for check in summary["targets"]:
         print(
-            f"  {check['scenario']:<16}{check['target']:<26}"
-            f"met in {check['met_runs']} of {check['runs']} runs"
+            f"{_target_label(check)}met in {check['met_runs']} of {check['runs']} runs"
             f"  (median {_number(check['value']['median'])})",
             file=out,
         )
