@@ -1,26 +1,19 @@
 """Readiness, shared by ``GET /readyz`` and the gRPC health service.
 
-Ready means: the database answers, its schema is at the migrations' head, and the outbox relay,
-when one runs in this process (it registers itself as ``Health.relay``), says it is healthy.
-Liveness (``/healthz``) needs none of this: the process answers.
+Ready means: the database answers and its schema is at the migrations' head. The outbox relay
+runs in a process of its own and is not part of a serving process's readiness. Liveness
+(``/healthz``) needs none of this: the process answers.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import migrate
-
-
-class RelayProbe(Protocol):
-    def health(self) -> str | None:
-        """None when the relay is healthy, else why it is not (e.g. "NATS disconnected")."""
-        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +28,6 @@ class Readiness:
 class Health:
     def __init__(self, engine: AsyncEngine, *, cache_seconds: float = 1.0) -> None:
         self.engine = engine
-        self.relay: RelayProbe | None = None
         self.cache_seconds = cache_seconds
         self._head = migrate.head_revision()
         self._last: tuple[float, Readiness] | None = None
@@ -58,12 +50,6 @@ class Health:
                 checks["schema"] = (
                     f"at {revision or 'nothing'}, head is {self._head}: run `eventgw db upgrade`"
                 )
-        if self.relay is None:
-            checks["relay"] = "not configured"
-        else:
-            problem = self.relay.health()
-            checks["relay"] = "ok" if problem is None else f"unhealthy: {problem}"
-            ready = ready and problem is None
         readiness = Readiness(ready=ready, checks=checks)
         self._last = (time.monotonic(), readiness)
         return readiness

@@ -265,7 +265,6 @@ async def test_healthz_readyz_and_grpc_health_on_a_migrated_database(
             "status": "ok",
             "database": "ok",
             "schema": migrate.head_revision(),
-            "relay": "not configured",
         }
     async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
