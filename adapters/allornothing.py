@@ -5,27 +5,22 @@ whole or not at all: the first invalid event rejects the request, naming the off
 its index (``events[3].user_id``). Here live the pieces they share: the Bearer credential, the
 ``events`` array, the all-or-nothing loop that turns a ``FieldError`` into ``InvalidEvent`` (a
 ``ValidationFailed`` that remembers what was wrong, so each dialect can pick its own error code),
-the lossless remainder of an event object (its ``extras``), and the error-rendering helpers
-(``Retry-After``/``Allow`` headers, the error-class table lookup).
+and the lossless remainder of an event object (its ``extras``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf.struct_pb2 import Struct
 
-from adapters.base import ApiKey
 from adapters.fields import FieldError, Fields, check_depth, to_struct
 from gateway.errors import (
-    GatewayError,
     InvalidRequest,
-    MethodNotAllowed,
-    RetryableError,
     ValidationFailed,
 )
+from gateway.model import ApiKey
 from gateway.pb.event_pb2 import Event
 
 # FieldError messages (``adapters.fields``) that mean "absent" and "of the wrong JSON type".
@@ -39,9 +34,6 @@ WRONG_TYPE = frozenset(
         "must be an array",
     }
 )
-
-# A 503 that does not know when capacity returns still tells clients to back off this long.
-DEFAULT_RETRY_AFTER = 1.0
 
 _T = TypeVar("_T")
 
@@ -128,25 +120,3 @@ def extras(fields: Fields) -> Struct | None:
     rest = fields.rest()
     check_depth(rest, prefix=fields.prefix)
     return to_struct(rest) if rest else None
-
-
-def error_headers(error: GatewayError) -> dict[str, str]:
-    """``Retry-After`` (whole seconds, rounded up) for retryable errors, ``Allow`` for a 405."""
-    headers: dict[str, str] = {}
-    if isinstance(error, RetryableError):
-        seconds = error.retry_after
-        if seconds is None and error.http_status == 503:
-            seconds = DEFAULT_RETRY_AFTER
-        if seconds is not None:
-            headers["Retry-After"] = str(max(0, math.ceil(seconds)))
-    if isinstance(error, MethodNotAllowed) and error.allowed:
-        headers["Allow"] = ", ".join(error.allowed)
-    return headers
-
-
-def lookup(table: Mapping[type[GatewayError], _T], error: GatewayError) -> _T:
-    """The entry of ``table`` for ``error``'s class, most specific first along its MRO."""
-    for cls in type(error).__mro__:
-        if cls in table:
-            return table[cls]
-    return table[GatewayError]

@@ -20,15 +20,13 @@ from adapters.allornothing import (
     bearer_key,
     body_object,
     describe,
-    error_headers,
     event_rows,
     extras,
-    lookup,
     required_text,
     row_fields,
     translate_all,
 )
-from adapters.base import Outcome, RawRequest, Response, Route, Status, Translation
+from adapters.base import RawRequest, Response, Route, Translation
 from adapters.fields import (
     ENVELOPE_EXTRAS,
     FieldError,
@@ -59,7 +57,10 @@ from gateway.errors import (
     UnknownProject,
     UnsupportedMediaType,
     ValidationFailed,
+    error_headers,
+    lookup,
 )
+from gateway.model import Result
 from gateway.pb.event_pb2 import Event, EventType
 
 MAX_NAME = 256
@@ -195,22 +196,10 @@ class Appizer:
             event.extras.CopyFrom(rest)
         return event
 
-    def render(
-        self, request: RawRequest, translation: Translation, outcomes: Sequence[Outcome]
-    ) -> Response:
-        for index, outcome in enumerate(outcomes):
-            if outcome.status is Status.REJECTED:
-                # Only the ingestor can reject a translated event; report the first like Appizer's
-                # own validation would (the batch is all-or-nothing on the wire).
-                field = outcome.field
-                if field and request.route.name == "batch":
-                    field = f"events[{index}].{field}"
-                message = outcome.message or "Event rejected"
-                return self._error(
-                    400, "INVALID_REQUEST", message, {"field": field} if field else {}
-                )
+    def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
+        # All or nothing: a result has no rejected item (a request with one is refused whole).
         if request.route.name == "single":
-            event_id = outcomes[0].event_id if outcomes else ""
+            event_id = result[0].event_id if result else ""
             return json_response(
                 200,
                 {"success": True, "event_id": event_id, "message": "Event tracked successfully"},
@@ -219,7 +208,7 @@ class Appizer:
             200,
             {
                 "success": True,
-                "processed_count": len(outcomes),
+                "processed_count": len(result),
                 "message": "Batch events tracked successfully",
             },
         )

@@ -1,27 +1,29 @@
 """The adapter seam: what every dialect implements, and the values that cross it.
 
 An adapter is pure: bytes, headers and query in; canonical ``Event``s and per-item
-``Rejection``s out (``translate``); the per-event outcomes in, the vendor's status and JSON body
-out (``render``, ``render_error``). It performs no I/O and imports nothing from aiohttp, grpc or
-SQLAlchemy (``tests/unit/test_structure.py`` enforces this). The HTTP front does the rest:
-reading the body, resolving the credential to a project, idempotency and storage.
+``Rejection``s out (``translate``); the pipeline's ``Result`` in, the vendor's status and JSON
+body out (``render``, ``render_error``). It performs no I/O and imports nothing from aiohttp,
+grpc, SQLAlchemy or the gateway's storage (``tests/gateway/test_structure.py`` enforces this).
+The HTTP front does the rest: reading the body, resolving the credential to a project and
+submitting to the pipeline. The values shared with the pipeline (``Credential``, ``Result``)
+are the pipeline's own, in ``gateway.model``.
 
 Request flow, for one HTTP request::
 
     RawRequest ──translate──> Translation(credential, items, failure)
-        gateway: authenticate credential → project; raise failure if any; ingest the events
-    outcomes ──render──> Response          (or GatewayError ──render_error──> Response)
+        front: authenticate credential → project; Submission ──Ingestor.submit──> Result
+    Result ──render──> Response          (or GatewayError ──render_error──> Response)
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from gateway.errors import GatewayError
+from gateway.model import Credential, Result
 from gateway.pb.event_pb2 import Event
 
 
@@ -36,6 +38,9 @@ class Route:
     max_body_bytes: int | None = None
     # Answer browsers' CORS preflight (OPTIONS) and echo their Origin.
     cors: bool = False
+    # The route answers per item: an event too large to store is rejected alone (else the
+    # request is refused whole, 413, keeping an all-or-nothing batch all-or-nothing).
+    per_item: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,23 +55,6 @@ class RawRequest:
     received_at: datetime  # timezone-aware UTC; stamp it on every event
     request_id: str  # unique per request; seed for generated event ids when there is no key
     idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A secret API key (any dialect's Bearer token, header or body token)."""
-
-    secret: str
-
-
-@dataclass(frozen=True)
-class ProjectRef:
-    """A public project id with no secret (Databuddy's website / client id)."""
-
-    project_id: str
-
-
-Credential = ApiKey | ProjectRef
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,23 +89,6 @@ class Translation:
         return [item for item in self.items if isinstance(item, Event)]
 
 
-class Status(enum.Enum):
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """What became of one event handed to the ingestor."""
-
-    status: Status
-    event_id: str
-    code: str = ""
-    message: str = ""
-    field: str | None = None
-
-
 @dataclass(frozen=True, kw_only=True)
 class Response:
     """A rendered vendor response."""
@@ -142,10 +113,9 @@ class Adapter(Protocol):
         """Parse and validate ``request``; never raises for bad input (put it in the result)."""
         ...
 
-    def render(
-        self, request: RawRequest, translation: Translation, outcomes: Sequence[Outcome]
-    ) -> Response:
-        """The vendor's response; ``outcomes`` align with ``translation.events``."""
+    def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
+        """The vendor's response: ``result[i]`` is what became of ``translation.items[i]``, on
+        the first answer and on a replay alike (a replay translates the same request again)."""
         ...
 
     def render_error(self, request: RawRequest | None, error: GatewayError) -> Response:

@@ -17,18 +17,7 @@ from typing import Any
 
 import orjson
 
-from adapters.base import (
-    ApiKey,
-    Credential,
-    Outcome,
-    ProjectRef,
-    RawRequest,
-    Rejection,
-    Response,
-    Route,
-    Status,
-    Translation,
-)
+from adapters.base import RawRequest, Rejection, Response, Route, Translation
 from adapters.databuddy_events import (
     KINDS,
     SCHEMA_ERROR,
@@ -61,9 +50,10 @@ from gateway.errors import (
     RetryableError,
     UnknownProject,
 )
+from gateway.model import ApiKey, Credential, Outcome, ProjectRef, Result, Status
 from gateway.pb.event_pb2 import Event, EventType
 
-BATCH = Route(path="/batch", name="batch", max_body_bytes=1024 * 1024, cors=True)
+BATCH = Route(path="/batch", name="batch", max_body_bytes=1024 * 1024, cors=True, per_item=True)
 TRACK = Route(path="/track", name="track", cors=True)
 SINGLE = Route(path="/", name="single", cors=True)
 MAX_BATCH = 100
@@ -151,20 +141,17 @@ class Databuddy:
 
     # -- render ----------------------------------------------------------------------------------
 
-    def render(
-        self, request: RawRequest, translation: Translation, outcomes: Sequence[Outcome]
-    ) -> Response:
-        pending = iter(outcomes)
+    def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
         results: list[dict[str, Any]] = []
         batched = dict.fromkeys(KINDS, 0)
         for index, item in enumerate(translation.items):
             if isinstance(item, Rejection):
                 results.append(_rejection_result(item))
                 continue
-            result = _event_result(request, index, item, next(pending, None))
-            if result["status"] == "success":
-                batched[result["type"]] += 1
-            results.append(result)
+            answer = _event_result(request, index, item, result[index])
+            if answer["status"] == "success":
+                batched[answer["type"]] += 1
+            results.append(answer)
         if request.route.name == TRACK.name:
             if any(r["status"] != "success" for r in results):
                 return json_response(400, {"status": "error", "message": INVALID_BODY})
@@ -172,12 +159,12 @@ class Databuddy:
             return json_response(200, {"status": "success", "type": "custom_event", "count": count})
         if request.route.name == SINGLE.name:
             # The tracker's single-event endpoint answers like one batch result, errors as 400.
-            result = results[0] if results else {"status": "error", "message": SCHEMA_ERROR}
-            if result["status"] != "success":
-                result.pop("eventType", None)
-                result.pop("eventId", None)
-                return json_response(400, result)
-            return json_response(200, {"status": "success", "type": result["type"]})
+            first = results[0] if results else {"status": "error", "message": SCHEMA_ERROR}
+            if first["status"] != "success":
+                first.pop("eventType", None)
+                first.pop("eventId", None)
+                return json_response(400, first)
+            return json_response(200, {"status": "success", "type": first["type"]})
         body = {
             "status": "success",
             "batch": True,
@@ -304,7 +291,7 @@ def _rejection_result(item: Rejection) -> dict[str, Any]:
 
 
 def _event_result(
-    request: RawRequest, index: int, event: Event, outcome: Outcome | None
+    request: RawRequest, index: int, event: Event, outcome: Outcome
 ) -> dict[str, Any]:
     link = event.type == _OUTGOING_LINK
     kind = "outgoing_link" if link else "track"
@@ -313,10 +300,10 @@ def _event_result(
     # UUIDs: an id of another length cannot be one).
     event_id = event.id
     given = link or len(event_id) != _UUID_LENGTH or event_id != generated_id(request, index)
-    if outcome is None or outcome.status is Status.REJECTED:
-        message = outcome.message if outcome is not None and outcome.message else SCHEMA_ERROR
+    if outcome.status is Status.REJECTED:
+        message = outcome.message or SCHEMA_ERROR
         result = {"status": "error", "message": message, "eventType": kind}
-        if outcome is not None and outcome.field:
+        if outcome.field:
             result["errors"] = [{"field": outcome.field, "message": message}]
     if given:
         result["eventId"] = event_id

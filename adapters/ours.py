@@ -8,21 +8,11 @@ Every row's ``distinctId`` is the event id, so a client retrying a batch dedupli
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final, NotRequired, TypedDict
 
-from adapters.base import (
-    ApiKey,
-    Outcome,
-    RawRequest,
-    Rejection,
-    Response,
-    Route,
-    Status,
-    Translation,
-)
+from adapters.base import RawRequest, Rejection, Response, Route, Translation
 from adapters.fields import (
     ENVELOPE_EXTRAS,
     FieldError,
@@ -40,18 +30,19 @@ from gateway.errors import (
     InvalidCredential,
     InvalidRequest,
     MalformedBody,
-    MethodNotAllowed,
     MissingCredential,
     PayloadTooLarge,
     RetryableError,
     StorageUnavailable,
     UnknownProject,
     UnsupportedMediaType,
+    error_headers,
 )
+from gateway.model import ApiKey, Result, Status
 from gateway.pb.event_pb2 import Event, EventType
 
 TRACK: Final = Route(path="/api/v1/track", name="track")
-BATCH: Final = Route(path="/api/v1/batch", name="batch")
+BATCH: Final = Route(path="/api/v1/batch", name="batch", per_item=True)
 
 MAX_TOKEN_CHARS: Final = 250
 MAX_NAME_CHARS: Final = 1000
@@ -137,10 +128,8 @@ class OursPrivacy:
         items = [_row(request, index, row, envelope) for index, row in enumerate(rows)]
         return Translation(credential=credential, items=items)
 
-    def render(
-        self, request: RawRequest, translation: Translation, outcomes: Sequence[Outcome]
-    ) -> Response:
-        results = _results(translation, outcomes)
+    def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
+        results = _results(translation, result)
         accepted = sum(1 for result in results if result["success"])
         failed = len(results) - accepted
         if request.route.name != BATCH.name:
@@ -166,7 +155,6 @@ class OursPrivacy:
 
     def render_error(self, request: RawRequest | None, error: GatewayError) -> Response:
         status, message = error.http_status, error.message
-        headers: dict[str, str] = {}
         if isinstance(error, MissingCredential):
             status, message = 401, "Missing token"
         elif isinstance(error, InvalidCredential | UnknownProject):
@@ -176,17 +164,13 @@ class OursPrivacy:
             status = 400  # the vendor has no 422 for a bad body
         elif isinstance(error, StorageUnavailable):
             status = 500  # seed 003: "500 means the request hit a transient failure"
-        elif isinstance(error, MethodNotAllowed) and error.allowed:
-            headers["Allow"] = ", ".join(error.allowed)
         body: dict[str, Any] = {"success": False, "error": message}
         if isinstance(error, PayloadTooLarge):
             body["limit"] = error.limit
         if isinstance(error, RetryableError):
             # The official SDK retries 408/409/429/5xx and honours Retry-After.
             body["retryable"] = True
-            if error.retry_after is not None:
-                headers["Retry-After"] = str(max(0, math.ceil(error.retry_after)))
-        return json_response(status, body, headers)
+        return json_response(status, body, error_headers(error))
 
 
 def _row(
@@ -276,18 +260,15 @@ def _event(
     return event
 
 
-def _results(translation: Translation, outcomes: Sequence[Outcome]) -> list[RowResult]:
+def _results(translation: Translation, result: Result) -> list[RowResult]:
     """Per-row results in request order: rejections where they were, outcomes for events."""
-    pending = iter(outcomes)
     results: list[RowResult] = []
     for position, item in enumerate(translation.items):
         if isinstance(item, Rejection):
             results.append(_failure(item.index, item.code, item.message))
             continue
-        outcome = next(pending, None)
-        if outcome is None:  # never confirmed stored: the client must retry it
-            results.append(_failure(position, "queue_failed", "Event was not stored"))
-        elif outcome.status is Status.REJECTED:
+        outcome = result[position]
+        if outcome.status is Status.REJECTED:
             code = outcome.code if outcome.code in ROW_CODES else "invalid_event"
             results.append(_failure(position, code, outcome.message or outcome.code))
         else:

@@ -18,15 +18,13 @@ from adapters.allornothing import (
     bearer_key,
     body_object,
     describe,
-    error_headers,
     event_rows,
     extras,
-    lookup,
     required_text,
     row_fields,
     translate_all,
 )
-from adapters.base import Outcome, RawRequest, Rejection, Response, Route, Status, Translation
+from adapters.base import RawRequest, Rejection, Response, Route, Translation
 from adapters.fields import (
     ENVELOPE_EXTRAS,
     FieldError,
@@ -56,7 +54,10 @@ from gateway.errors import (
     UnknownProject,
     UnsupportedMediaType,
     ValidationFailed,
+    error_headers,
+    lookup,
 )
+from gateway.model import Result, Status
 from gateway.pb.event_pb2 import Event, EventType
 
 MAX_EXTERNAL_USER_ID = 256
@@ -107,7 +108,7 @@ class VibeFollow:
         self.routes: Sequence[Route] = (
             Route(path="/api/v1/events", name="single"),
             Route(path="/api/v1/events/batch", name="batch", max_body_bytes=MAX_BATCH_BODY_BYTES),
-            Route(path="/api/v1/events/bulk", name="bulk"),
+            Route(path="/api/v1/events/bulk", name="bulk", per_item=True),
         )
 
     def translate(self, request: RawRequest) -> Translation:
@@ -198,35 +199,20 @@ class VibeFollow:
             event.extras.CopyFrom(rest)
         return event
 
-    def render(
-        self, request: RawRequest, translation: Translation, outcomes: Sequence[Outcome]
-    ) -> Response:
+    def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
         if request.route.name == "bulk":
-            return self._render_bulk(translation, outcomes)
-        batch = request.route.name == "batch"
-        errors = [
-            _error(
-                o.code or "validation_failed",
-                o.message or "Event rejected",
-                f"events[{i}].{o.field}" if batch and o.field else o.field,
-            )
-            for i, o in enumerate(outcomes)
-            if o.status is Status.REJECTED
-        ]
-        if errors:
-            # Only the ingestor can reject a translated event; VibeFollow reports it as a 422.
-            return json_response(422, {"errors": errors})
+            return self._render_bulk(translation, result)
+        # All or nothing: a result has no rejected item (a request with one is refused whole).
         return json_response(202, {"data": {"accepted": True}})
 
     @staticmethod
-    def _render_bulk(translation: Translation, outcomes: Sequence[Outcome]) -> Response:
-        pending = iter(outcomes)
+    def _render_bulk(translation: Translation, result: Result) -> Response:
         errors: list[dict[str, Any]] = []
         accepted = 0
         for position, item in enumerate(translation.items):
             if isinstance(item, Event):
-                outcome = next(pending, None)
-                if outcome is None or outcome.status is not Status.REJECTED:
+                outcome = result[position]
+                if outcome.status is not Status.REJECTED:
                     accepted += 1  # a duplicate is acknowledged like a new event
                     continue
                 index, code, message, field = position, outcome.code, outcome.message, outcome.field

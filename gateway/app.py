@@ -17,7 +17,7 @@ from adapters.registry import Registry
 from gateway.config import Settings
 from gateway.http import ops
 from gateway.http.dialects import dispatch
-from gateway.logs import access_middleware
+from gateway.http.middleware import access_middleware
 from gateway.rpc import start_grpc_server
 from gateway.runtime import RUNTIME, open_runtime
 

@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from adapters.base import ApiKey, Credential, ProjectRef
 from gateway.errors import InvalidCredential, UnknownProject
+from gateway.model import ApiKey, Credential, ProjectRef
 from gateway.storage.engine import storage_errors
 from gateway.storage.tenants import TRACK_SCOPE, Project, TenantStore, hash_key
+
+__all__ = ["TRACK_SCOPE", "Authenticator", "Principal"]
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@
     │   │   ├── ProjectMismatch       the body names another project than the credential
     │   │   └── OriginNotAllowed      the browser Origin is not on the project's list
     │   ├── RouteNotFound             404
+    │   ├── SubmissionNotFound        404 no completed submission under that idempotency key
     │   ├── MethodNotAllowed          405
     │   └── IdempotencyKeyReused      422 same key, different request
     └── RetryableError                try again later, unchanged (`retry_after` seconds, if known)
@@ -27,12 +28,19 @@
         └── StorageUnavailable        503 the database cannot be reached
 
 Adapters render this family in their vendor's envelope; the gRPC front maps it with
-``GRPC_STATUS`` below. Handlers never invent status codes of their own.
+``GRPC_STATUS`` below. Handlers never invent status codes of their own: ``lookup`` is the one way
+from an error's class to a table's entry (most specific class first), ``retry_after`` the one
+wait a client is told (``error_headers`` for HTTP, ``RetryInfo`` for gRPC), and ``restore``
+brings back an error stored with an idempotency key.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from collections.abc import Mapping
+from typing import ClassVar, TypeVar
+
+T = TypeVar("T")
 
 
 class GatewayError(Exception):
@@ -123,6 +131,11 @@ class RouteNotFound(PermanentError):
     http_status = 404
 
 
+class SubmissionNotFound(PermanentError):
+    code = "submission_not_found"
+    http_status = 404
+
+
 class MethodNotAllowed(PermanentError):
     code = "method_not_allowed"
     http_status = 405
@@ -181,6 +194,7 @@ GRPC_STATUS: dict[type[GatewayError], str] = {
     UnknownProject: "UNAUTHENTICATED",
     PermissionDenied: "PERMISSION_DENIED",
     RouteNotFound: "UNIMPLEMENTED",
+    SubmissionNotFound: "NOT_FOUND",
     MethodNotAllowed: "UNIMPLEMENTED",
     IdempotencyKeyReused: "FAILED_PRECONDITION",
     IdempotencyInFlight: "ABORTED",
@@ -191,9 +205,72 @@ GRPC_STATUS: dict[type[GatewayError], str] = {
 }
 
 
+def lookup(table: Mapping[type[GatewayError], T], error: GatewayError) -> T:
+    """The entry of ``table`` for ``error``'s class, most specific first along its MRO; the
+    table must hold ``GatewayError`` itself as the fallback."""
+    for cls in type(error).__mro__:
+        if cls in table:
+            return table[cls]
+    return table[GatewayError]
+
+
 def grpc_status_name(error: GatewayError) -> str:
     """The gRPC status code name for ``error``."""
-    for cls in type(error).__mro__:
-        if cls in GRPC_STATUS:
-            return GRPC_STATUS[cls]
-    return "INTERNAL"
+    return lookup(GRPC_STATUS, error)
+
+
+# A 503 that does not know when capacity returns still tells clients to back off this long.
+DEFAULT_RETRY_AFTER = 1.0
+
+
+def retry_after(error: GatewayError) -> float | None:
+    """Seconds a client should wait before retrying ``error`` (gRPC's ``RetryInfo``); None for
+    an error not worth retrying."""
+    if not isinstance(error, RetryableError):
+        return None
+    if error.retry_after is None and error.http_status == 503:
+        return DEFAULT_RETRY_AFTER
+    return error.retry_after
+
+
+def error_headers(error: GatewayError) -> dict[str, str]:
+    """The HTTP headers every dialect sends with ``error``: ``Retry-After`` in whole seconds,
+    rounded up, for a retryable one; ``Allow`` for a 405."""
+    headers: dict[str, str] = {}
+    if (seconds := retry_after(error)) is not None:
+        headers["Retry-After"] = str(max(0, math.ceil(seconds)))
+    if isinstance(error, MethodNotAllowed) and error.allowed:
+        headers["Allow"] = ", ".join(error.allowed)
+    return headers
+
+
+def _classes(root: type[GatewayError]) -> list[type[GatewayError]]:
+    found = [root]
+    for sub in root.__subclasses__():
+        found.extend(_classes(sub))
+    return found
+
+
+# This module's classes by code (an adapter's subclass shares its parent's code).
+_BY_CODE: dict[str, type[GatewayError]] = {}
+for _cls in _classes(GatewayError):
+    _BY_CODE.setdefault(_cls.code, _cls)
+
+
+def restore(
+    code: str, message: str, field: str | None = None, limit: int | None = None
+) -> GatewayError:
+    """An error as ``Result.encode`` stored it: its class by ``code`` (``GatewayError`` for an
+    unknown one), message and field; attributes a class adds take neutral values."""
+    cls = _BY_CODE.get(code, GatewayError)
+    error = cls.__new__(cls)
+    GatewayError.__init__(error, message, field=field)
+    if isinstance(error, RetryableError):
+        error.retry_after = None
+    if isinstance(error, PayloadTooLarge):
+        error.limit = limit or 0
+    if isinstance(error, MissingScope):
+        error.scope = ""
+    if isinstance(error, MethodNotAllowed):
+        error.allowed = ()
+    return error

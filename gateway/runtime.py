@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import default_registry
 from adapters.registry import Registry
 from gateway.auth import Authenticator
+from gateway.commit import WriterLimits
 from gateway.config import Settings
 from gateway.health import Health
-from gateway.ingest import Ingestor, WriterLimits
+from gateway.ingest import Ingestor
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.storage.checkpoint import WalCheckpointer
@@ -81,6 +82,7 @@ async def open_runtime(
             writers=settings.commit_writers or (1 if is_sqlite(engine) else POSTGRES_WRITERS),
         ),
         on_commit=on_commit,
+        max_event_bytes=settings.max_event_bytes,
     )
     database_file = sqlite_file(engine)
     checkpointer = None

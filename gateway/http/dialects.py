@@ -2,8 +2,9 @@
 
 For a request it finds the adapter and route (``Registry.match``), reads the body within the
 route's limit, lets the adapter translate it, then does what no adapter may: authenticates the
-credential, checks scope, project and origin, and hands the events to the ``Ingestor`` with the
-request's idempotency key. Every error, expected or not, leaves in the dialect's own envelope.
+credential, checks scope, project and origin, and submits the translation to the pipeline
+(``Ingestor.submit``) with the request's idempotency key. The adapter renders the ``Result`` (or
+the error) in its vendor's envelope; every error, expected or not, leaves in that envelope.
 """
 
 from __future__ import annotations
@@ -12,44 +13,29 @@ import dataclasses
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import orjson
 from aiohttp import web
 
-from adapters.base import Adapter, Outcome, RawRequest, Response, Translation
-from gateway.auth import Principal
+from adapters.base import Adapter, RawRequest, Rejection, Response, Translation
+from gateway.access import RequestInfo
+from gateway.auth import TRACK_SCOPE, Principal
 from gateway.errors import (
     GatewayError,
-    InvalidRequest,
     MethodNotAllowed,
     MissingCredential,
     MissingScope,
     OriginNotAllowed,
-    PayloadTooLarge,
     ProjectMismatch,
     RateLimited,
     RouteNotFound,
 )
 from gateway.http.body import media_type, read_body
-from gateway.ingest import IdempotencyRequest
-from gateway.logs import RequestInfo, request_info
-from gateway.pb.event_pb2 import Event
+from gateway.http.middleware import generic_error, request_info
+from gateway.model import Outcome, Status, Submission
 from gateway.runtime import RUNTIME, Runtime
-from gateway.storage.events import Row
-from gateway.storage.idempotency import StoredResponse
-from gateway.storage.tenants import TRACK_SCOPE
 
 log = logging.getLogger(__name__)
-
-MAX_IDEMPOTENCY_KEY = 255
-
-
-def generic_error(error: GatewayError) -> Response:
-    """The envelope for paths no dialect owns."""
-    body = {"error": {"code": error.code, "message": error.message}}
-    return Response(status=error.http_status, body=orjson.dumps(body))
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -141,50 +127,28 @@ class DialectHandler:
         if origin and principal.allowed_origins and origin not in principal.allowed_origins:
             raise OriginNotAllowed("Origin not authorized")
         failure = translation.failure
-        # Each event is serialized once, here, into its outbox row; its size is checked on those
-        # bytes, as on gRPC.
-        rows: list[Row] = []
-        if failure is None:
-            rows = self.runtime.ingestor.rows(principal.project_id, translation.events)
-            self._check_event_sizes(translation, rows)
-        idempotency = self._idempotency(raw)
-        # All items are rejected with an all-or-nothing failure, else the adapter's rejections.
-        info.rejected = len(translation.items) - (0 if failure else len(translation.events))
-        if failure is not None and idempotency is None:
-            raise failure
-
-        def render(outcomes: Sequence[Outcome]) -> StoredResponse:
-            response = (
-                adapter.render_error(raw, failure)
-                if failure is not None
-                else adapter.render(raw, translation, outcomes)
-            )
-            headers = {**response.headers, "Content-Type": response.content_type}
-            return StoredResponse(status=response.status, body=response.body, headers=headers)
-
-        ingested = await self.runtime.ingestor.ingest_rows(
-            principal.project_id, rows, idempotency=idempotency, render=render
-        )
-        if ingested.replayed:  # counted when first processed
-            info.replays, info.rejected = 1, 0
-        elif ingested.outcomes is not None:
-            info.accepted = ingested.outcomes.accepted  # counted, not built per event
-            info.duplicates = len(ingested.outcomes) - info.accepted
-        if ingested.response is not None:
-            stored = ingested.response
+        submission = submission_of(raw, translation, principal.project_id)
+        result = await self.runtime.ingestor.submit(submission)
+        if result.replayed:  # counted when first processed
+            info.replays = 1
+        else:
+            info.accepted = result.accepted
+            info.duplicates = result.duplicate_count
+            info.rejected = result.rejected_count
+        if result.rendered is not None:  # a key stored before results were stored whole
+            stored = result.rendered
             headers = dict(stored.headers)
             content_type = headers.pop("Content-Type", "application/json")
-            return (
-                Response(
-                    status=stored.status,
-                    body=stored.body,
-                    headers=headers,
-                    content_type=content_type,
-                ),
-                ingested.replayed,
+            response = Response(
+                status=stored.status, body=stored.body, headers=headers, content_type=content_type
             )
-        assert ingested.outcomes is not None
-        return adapter.render(raw, translation, ingested.outcomes), False
+            return response, True
+        if result.error is not None:
+            # A replay translated the same request again: its own failure renders as the first
+            # answer did (the stored error is the fallback).
+            error = failure if failure is not None else result.error
+            return adapter.render_error(raw, error), result.replayed
+        return adapter.render(raw, translation, result), result.replayed
 
     def _rate_limit(self, principal: Principal, limits: dict[str, str]) -> None:
         """Take a token from the key's bucket (``RateLimited`` when empty) and note the key's
@@ -196,35 +160,6 @@ class DialectHandler:
             quota = limiter.quota(principal.key_id, principal.rate_limit)
             if quota is not None:
                 limits.update(quota.headers())
-
-    def _check_event_sizes(self, translation: Translation, rows: Sequence[Row]) -> None:
-        """Every event within ``max_event_bytes`` as stored (its serialized row), as on gRPC:
-        fields without a typed home (extras) are otherwise bounded only by the body. A request
-        holding a bigger event is refused whole (413), which keeps all-or-nothing dialects
-        all-or-nothing."""
-        limit = self.runtime.settings.max_event_bytes
-        for position, row in enumerate(rows):
-            if (size := len(row[5])) > limit:
-                index = [i for i, item in enumerate(translation.items) if isinstance(item, Event)][
-                    position
-                ]
-                raise PayloadTooLarge(
-                    f"Event {index} is {size} bytes encoded; the limit is {limit} bytes per event",
-                    limit=limit,
-                )
-
-    @staticmethod
-    def _idempotency(raw: RawRequest) -> IdempotencyRequest | None:
-        key = raw.idempotency_key
-        if key is None:
-            return None
-        if len(key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidRequest(
-                f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters"
-            )
-        endpoint = f"{raw.route.method} {raw.route.path}"
-        digest = hashlib.sha256(endpoint.encode() + b"\x00" + raw.body).hexdigest()
-        return IdempotencyRequest(key=key, endpoint=endpoint, fingerprint=digest)
 
     @staticmethod
     def _preflight(adapter: Adapter, origin: str | None) -> web.Response:
@@ -245,6 +180,39 @@ class DialectHandler:
             headers={**rendered.headers, **extra},
             content_type=rendered.content_type,
         )
+
+
+def submission_of(raw: RawRequest, translation: Translation, project_id: str) -> Submission:
+    """What the pipeline is handed for a translated request of ``project_id``'s."""
+    failure = translation.failure
+    rejected = {
+        item.index: Outcome(
+            status=Status.REJECTED,
+            event_id=item.event_id or "",
+            code=item.code,
+            message=item.message,
+            field=item.field,
+        )
+        for item in translation.items
+        if isinstance(item, Rejection)
+    }
+    return Submission(
+        project_id=project_id,
+        endpoint=f"{raw.route.method} {raw.route.path}",
+        size=len(translation.items),
+        events=translation.events if failure is None else (),
+        rejected=rejected,
+        failure=failure,
+        idempotency_key=raw.idempotency_key,
+        fingerprint=_fingerprint(raw),
+        per_item=raw.route.per_item,
+    )
+
+
+def _fingerprint(raw: RawRequest) -> str:
+    """What an idempotency key is bound to: the route and the body."""
+    endpoint = f"{raw.route.method} {raw.route.path}"
+    return hashlib.sha256(endpoint.encode() + b"\x00" + raw.body).hexdigest()
 
 
 def _cors_headers(origin: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.logs import request_info
+from gateway.http.middleware import request_info
 from gateway.metrics import CONTENT_TYPE
 from gateway.runtime import RUNTIME
 

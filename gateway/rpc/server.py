@@ -1,27 +1,57 @@
 """Serving the gRPC front: method registration (requests parsed by us, so a body that is not a
-valid message is INVALID_ARGUMENT rather than grpc's UNKNOWN), the readiness-driven health
-service, reflection, and starting the grpc.aio server.
+valid message is INVALID_ARGUMENT rather than grpc's UNKNOWN), each call's ``RequestInfo`` and
+access line, the readiness-driven health service, reflection, and starting the grpc.aio server.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway.access import GRPC_REQUEST_ID, RequestInfo, finish, request_id
 from gateway.errors import InvalidRequest
 from gateway.health import Health
-from gateway.logs import call
 from gateway.pb.gateway_pb2 import GetSubmissionRequest, SubmitBatchRequest, SubmitBatchResponse
 from gateway.rpc.batch import Batch
-from gateway.rpc.service import SERVICE, Context, EventGatewayService
+from gateway.rpc.service import SERVICE, Context, EventGatewayService, abort
 from gateway.runtime import Runtime
 
-M = TypeVar("M", bound=Message)
+
+@contextlib.asynccontextmanager
+async def call(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, runtime: Runtime
+) -> AsyncIterator[RequestInfo]:
+    """Serve one gRPC call as ``RequestInfo``: request id in and out, one line and the metrics
+    at the end, whatever the outcome (the status ``abort`` set, else OK)."""
+    metadata = dict(context.invocation_metadata() or ())
+    info = RequestInfo(
+        request_id=request_id(str(metadata.get(GRPC_REQUEST_ID) or "") or None),
+        transport="grpc",
+        method=method,
+        path=f"/{SERVICE}/{method}",
+        dialect="grpc",
+        endpoint=method,
+    )
+    try:
+        await context.send_initial_metadata(((GRPC_REQUEST_ID, info.request_id),))
+        yield info
+        info.code = "OK"
+    except BaseException:
+        aborted = context.code()
+        if isinstance(aborted, grpc.StatusCode):
+            info.code = aborted.name
+        else:
+            info.code = "CANCELLED" if context.cancelled() else "UNKNOWN"
+        raise
+    finally:
+        info.status = grpc.StatusCode[info.code].value[0]
+        finish(info, runtime.metrics.observe_request, log_line=runtime.settings.access_log)
 
 
 def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
@@ -32,17 +62,20 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
 
     # Each call runs inside ``call``: request id, one access-log line, the request metrics.
     async def submit_batch(raw: bytes, context: Context) -> SubmitBatchResponse:
-        async with call(context, "SubmitBatch", f"/{SERVICE}/SubmitBatch", runtime):
+        async with call(context, "SubmitBatch", runtime) as info:
             try:
                 batch = Batch.parse(raw)
             except DecodeError:
-                await _invalid(SubmitBatchRequest, context)
-            return await service.SubmitBatch(batch, context)
+                await _invalid(SubmitBatchRequest, context, info)
+            return await service.SubmitBatch(batch, context, info)
 
     async def get_submission(raw: bytes, context: Context) -> SubmitBatchResponse:
-        async with call(context, "GetSubmission", f"/{SERVICE}/GetSubmission", runtime):
-            request = await _parse(GetSubmissionRequest, raw, context)
-            return await service.GetSubmission(request, context)
+        async with call(context, "GetSubmission", runtime) as info:
+            try:
+                request = GetSubmissionRequest.FromString(raw)
+            except DecodeError:
+                await _invalid(GetSubmissionRequest, context, info)
+            return await service.GetSubmission(request, context, info)
 
     async def submit_stream(
         raw: AsyncIterator[bytes], context: Context
@@ -55,8 +88,8 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
                     raise InvalidRequest("request is not a valid SubmitBatchRequest") from None
 
         # grpc.aio streams the answers of an async generator function only.
-        async with call(context, "SubmitStream", f"/{SERVICE}/SubmitStream", runtime):
-            async for response in service.SubmitStream(requests(), context):
+        async with call(context, "SubmitStream", runtime) as info:
+            async for response in service.SubmitStream(requests(), context, info):
                 yield response
 
     serialize = SubmitBatchResponse.SerializeToString
@@ -76,17 +109,9 @@ def _handlers(service: EventGatewayService) -> grpc.GenericRpcHandler[Any, Any]:
     )
 
 
-async def _parse(cls: type[M], raw: bytes, context: Context) -> M:
-    try:
-        return cls.FromString(raw)
-    except DecodeError:
-        await _invalid(cls, context)
-
-
-async def _invalid(cls: type[Message], context: Context) -> NoReturn:
-    await context.abort(
-        grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {cls.DESCRIPTOR.name}"
-    )
+async def _invalid(cls: type[Message], context: Context, info: RequestInfo) -> NoReturn:
+    error = InvalidRequest(f"request is not a valid {cls.DESCRIPTOR.name}")
+    await abort(context, error, info)
 
 
 # grpc-stubs predates the asyncio health servicer.

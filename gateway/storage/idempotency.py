@@ -1,7 +1,10 @@
 """Idempotency keys with their stored responses.
 
 A key moves ``in_flight`` → ``completed`` (or is released when its request failed in a way worth
-retrying). ``claim`` decides, atomically in the database, what a request carrying a key may do:
+retrying). A completed key holds the request's result as the pipeline encoded it (``result``);
+keys completed before migration 0002 hold the rendered response instead (status, headers and
+body), which is replayed as it is. ``claim`` decides, atomically in the database, what a request
+carrying a key may do:
 
 - new key: the caller holds its lock (``Claim``) and completes it in the transaction that stores
   its events (``complete``), so a stored response and its events commit together;
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, insert, select, update
@@ -43,8 +47,23 @@ class Claim:
 
 @dataclass(frozen=True, kw_only=True)
 class Replay:
+    """A completed key: its ``result`` (bytes the pipeline encoded), or for a key completed
+    before results were stored whole, its rendered ``response``."""
+
     endpoint: str
-    response: StoredResponse
+    result: bytes | None = None
+    response: StoredResponse | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> Replay:
+        if row.result is not None:
+            return cls(endpoint=row.endpoint, result=row.result)
+        response = StoredResponse(
+            status=row.status_code,
+            body=row.response_body,
+            headers=orjson.loads(row.response_headers or "{}"),
+        )
+        return cls(endpoint=row.endpoint, response=response)
 
 
 class IdempotencyStore:
@@ -99,14 +118,7 @@ class IdempotencyStore:
                     "Idempotency-Key was already used with a different request"
                 )
             if row.state == "completed":
-                return Replay(
-                    endpoint=row.endpoint,
-                    response=StoredResponse(
-                        status=row.status_code,
-                        body=row.response_body,
-                        headers=orjson.loads(row.response_headers or "{}"),
-                    ),
-                )
+                return Replay.of(row)
             age = now - row.locked_at
             if age < self.lock_timeout_us:
                 raise IdempotencyInFlight(
@@ -123,8 +135,8 @@ class IdempotencyStore:
                 return Claim(project_id=project_id, key=key, token=token)
             raise IdempotencyInFlight("Idempotency-Key lock was just taken over", retry_after=1)
 
-    async def complete(self, conn: AsyncConnection, claim: Claim, response: StoredResponse) -> None:
-        """Store the final response, inside the caller's transaction."""
+    async def complete(self, conn: AsyncConnection, claim: Claim, result: bytes) -> None:
+        """Store the request's final result, inside the caller's transaction."""
         await conn.execute(
             update(keys)
             .where(
@@ -132,12 +144,7 @@ class IdempotencyStore:
                 & (keys.c.key == claim.key)
                 & (keys.c.token == claim.token)
             )
-            .values(
-                state="completed",
-                status_code=response.status,
-                response_headers=orjson.dumps(response.headers).decode(),
-                response_body=response.body,
-            )
+            .values(state="completed", result=result)
         )
 
     async def release(self, claim: Claim) -> None:
@@ -164,16 +171,7 @@ class IdempotencyStore:
                     )
                 )
             ).one_or_none()
-        if row is None:
-            return None
-        return Replay(
-            endpoint=row.endpoint,
-            response=StoredResponse(
-                status=row.status_code,
-                body=row.response_body,
-                headers=orjson.loads(row.response_headers or "{}"),
-            ),
-        )
+        return None if row is None else Replay.of(row)
 
     async def purge(self) -> int:
         """Delete expired keys; the number deleted."""

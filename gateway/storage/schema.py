@@ -92,6 +92,9 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=True),
     Column("response_headers", Text, nullable=True),  # JSON object
     Column("response_body", LargeBinary, nullable=True),
+    # The pipeline's encoded Result (migration 0002); keys completed before it have the three
+    # response columns above instead.
+    Column("result", LargeBinary, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("locked_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False, index=True),

@@ -9,8 +9,10 @@ import pytest
 from google.protobuf import text_format
 
 from adapters import default_registry
-from adapters.base import Outcome, RawRequest, Status
+from adapters.base import RawRequest
+from gateway.model import Outcome, Status
 from tests.golden.cases import RECEIVED_AT, REQUEST_ID, Case, all_cases, body_bytes, substitute
+from tests.unit.adapters.helpers import result_of
 
 REGISTRY = default_registry()
 CASES = all_cases()
@@ -55,6 +57,6 @@ def test_golden_translation(case: Case) -> None:
         outcomes = [
             Outcome(status=Status(s), event_id=e.id) for s, e in zip(statuses, events, strict=True)
         ]
-        response = adapter.render(request, translation, outcomes)
+        response = adapter.render(request, translation, result_of(translation, outcomes))
     assert response.status == case.response["status"]
     assert json.loads(response.body) == substitute(case.response["body"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from google.protobuf.json_format import MessageToDict
 from multidict import CIMultiDictProxy
@@ -1037,25 +1038,9 @@ async def test_an_overlong_idempotency_key_is_400_in_the_envelope(
 # -- the per-event size cap, on the event as stored ------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/events", {"event_name": "e", "user_id": "u", "blob": "x" * (1024 * 1024)}),
-        (
-            "/api/v1/batch",
-            {
-                "token": "{{api_key}}",
-                "events": [
-                    {"event": "ok", "distinctId": "small"},
-                    {"event": "big", "distinctId": "big", "blob": "x" * (1024 * 1024)},
-                ],
-            },
-        ),
-    ],
-)
-async def test_an_event_over_the_per_event_limit_refuses_the_request(
+async def post_streamed(
     gateway: Gateway, http: aiohttp.ClientSession, path: str, body: dict[str, Any]
-) -> None:
+) -> tuple[int, bytes]:
     payload = dumps(body).replace(b"{{api_key}}", gateway.api_key.encode())
     assert len(payload) < gateway.settings.max_body_bytes  # only the event is too large
     async with http.post(
@@ -1063,7 +1048,33 @@ async def test_an_event_over_the_per_event_limit_refuses_the_request(
         data=io.BytesIO(payload),  # streamed: aiohttp warns on large bytes bodies
         headers={**JSON, "Authorization": f"Bearer {gateway.api_key}"},
     ) as response:
-        status, reply = response.status, await response.read()
+        return response.status, await response.read()
+
+
+async def test_an_event_over_the_per_event_limit_refuses_an_all_or_nothing_request(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    big = {"event_name": "e", "user_id": "u", "blob": "x" * (1024 * 1024)}
+    status, reply = await post_streamed(gateway, http, "/v1/events", big)
     assert status == 413, reply
     assert str(gateway.settings.max_event_bytes).encode() in reply
     assert await gateway.stored() == []
+
+
+async def test_an_event_over_the_per_event_limit_is_rejected_alone_where_items_answer(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    body = {
+        "token": "{{api_key}}",
+        "events": [
+            {"event": "ok", "distinctId": "small"},
+            {"event": "big", "distinctId": "big", "blob": "x" * (1024 * 1024)},
+        ],
+    }
+    status, reply = await post_streamed(gateway, http, "/api/v1/batch", body)
+    assert status == 207, reply
+    results = orjson.loads(reply)["results"]
+    assert results[0] == {"index": 0, "success": True}
+    assert (results[1]["success"], results[1]["code"]) == (False, "invalid_event")
+    assert str(gateway.settings.max_event_bytes) in results[1]["message"]
+    assert [e.id for e in await gateway.stored()] == ["small"]

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.config import Settings
 from gateway.errors import IdempotencyInFlight, IdempotencyKeyReused
 from gateway.storage.engine import create_engine
-from gateway.storage.idempotency import Claim, IdempotencyStore, Replay, StoredResponse
+from gateway.storage.idempotency import Claim, IdempotencyStore, Replay
 from gateway.storage.schema import idempotency_keys
 
 P = str(uuid.uuid4())
 EP = "POST /batch"
-RESPONSE = StoredResponse(status=202, body=b'{"ok":true}\n\x00', headers={"X-Request-Id": "r1"})
+RESULT = b'{"ids":["a"]}\n\x00'  # stored as given: the pipeline's encoding is its own
 
 
 def store(
@@ -35,7 +35,7 @@ async def claim(keys: IdempotencyStore, key: str = "k", fp: str = "f1") -> Claim
 async def complete(keys: IdempotencyStore, c: Claim | Replay) -> None:
     assert isinstance(c, Claim)
     async with keys.engine.begin() as conn:
-        await keys.complete(conn, c, RESPONSE)
+        await keys.complete(conn, c, RESULT)
 
 
 async def test_claim_then_replay_byte_for_byte(engine: AsyncEngine) -> None:
@@ -44,7 +44,7 @@ async def test_claim_then_replay_byte_for_byte(engine: AsyncEngine) -> None:
     assert isinstance(first, Claim) and (first.project_id, first.key) == (P, "k")
     await complete(keys, first)
     replay = await claim(keys)
-    assert replay == Replay(endpoint=EP, response=RESPONSE)
+    assert replay == Replay(endpoint=EP, result=RESULT)
     assert await keys.lookup(P, "k") == replay
     assert await keys.lookup(P, "other") is None
     assert isinstance(
@@ -122,7 +122,7 @@ async def test_concurrent_claims_let_exactly_one_run(database_url: str) -> None:
         assert all(isinstance(o, IdempotencyInFlight) for o in outcomes if o is not claims[0])
         await complete(store(engines[0]), claims[0])
         replays = await asyncio.gather(*(claim(store(e)) for e in engines))
-        assert all(r == Replay(endpoint=EP, response=RESPONSE) for r in replays)
+        assert all(r == Replay(endpoint=EP, result=RESULT) for r in replays)
     finally:
         for e in engines:
             await e.dispose()

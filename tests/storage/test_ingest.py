@@ -1,28 +1,30 @@
 """The ingestor's group commit on both backends: concurrent requests share one transaction, an
 event id repeated within a group or across groups is stored once (the first request to carry it
-gets ACCEPTED, later ones DUPLICATE), a keyed request's response commits with its events, and
-neither several writers of one ingestor nor two ingestors on one database (two gateway processes)
-ever store an event twice."""
+gets ACCEPTED, later ones DUPLICATE), a keyed request's result commits with its events (and a
+refused one's refusal), an event too large is rejected alone on a per-item route, and neither
+several writers of one ingestor nor two ingestors on one database (two gateway processes) ever
+store an event twice."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.base import Outcome, Status
+from gateway.commit import WriterLimits
 from gateway.config import Settings
-from gateway.errors import StorageUnavailable
-from gateway.ingest import IdempotencyRequest, Ingestor, WriterLimits
+from gateway.errors import PayloadTooLarge, StorageUnavailable, ValidationFailed
+from gateway.ingest import Ingestor
+from gateway.model import Status, Submission
 from gateway.pb.event_pb2 import Event
 from gateway.runtime import POSTGRES_WRITERS, open_runtime
 from gateway.storage.engine import create_engine
 from gateway.storage.events import EventStore
-from gateway.storage.idempotency import IdempotencyStore, StoredResponse
+from gateway.storage.idempotency import IdempotencyStore
 
 P = str(uuid.uuid4())
 A, D = Status.ACCEPTED, Status.DUPLICATE
@@ -52,9 +54,16 @@ def events(*ids: str) -> list[Event]:
     return [Event(id=i, name="purchase") for i in ids]
 
 
-def render(outcomes: Sequence[Outcome]) -> StoredResponse:
-    body = orjson.dumps([o.status.value for o in outcomes])
-    return StoredResponse(status=200, body=body, headers={})
+def sub(batch: list[Event], *, key: str | None = None, per_item: bool = False) -> Submission:
+    return Submission(
+        project_id=P,
+        endpoint="grpc SubmitBatch",
+        size=len(batch),
+        events=batch,
+        idempotency_key=key,
+        fingerprint="f",
+        per_item=per_item,
+    )
 
 
 async def stored_ids(engine: AsyncEngine) -> list[str]:
@@ -66,8 +75,8 @@ async def test_concurrent_requests_share_a_commit_and_dedup_within_it(
 ) -> None:
     commits, ing = commits_and_ingestor
     jobs = [events("a", "b"), events("b", "c", "c"), events("a", "d"), events("e")]
-    results = await asyncio.gather(*(ing.ingest(P, j) for j in jobs))
-    statuses = [[o.status for o in r.outcomes or []] for r in results]
+    results = await asyncio.gather(*(ing.submit(sub(j)) for j in jobs))
+    statuses = [[o.status for o in r] for r in results]
     assert statuses == [[A, A], [D, A, D], [D, A], [A]]
     assert sum(commits) == len(jobs) and len(commits) < len(jobs)  # coalesced
     assert sorted(await stored_ids(engine)) == ["a", "b", "c", "d", "e"]
@@ -77,27 +86,67 @@ async def test_duplicates_across_groups(
     engine: AsyncEngine, commits_and_ingestor: tuple[list[int], Ingestor]
 ) -> None:
     commits, ing = commits_and_ingestor
-    first = await ing.ingest(P, events("a", "b"))
-    second = await ing.ingest(P, events("b", "c"))
-    assert [o.status for o in first.outcomes or []] == [A, A]
-    assert [o.status for o in second.outcomes or []] == [D, A]
+    first = await ing.submit(sub(events("a", "b")))
+    second = await ing.submit(sub(events("b", "c")))
+    assert [o.status for o in first] == [A, A]
+    assert [o.status for o in second] == [D, A]
     assert len(commits) == 2
     assert await stored_ids(engine) == ["a", "b", "c"]
 
 
-async def test_keyed_request_commits_its_response_and_replays(
+async def test_keyed_request_commits_its_result_and_replays(
     engine: AsyncEngine, commits_and_ingestor: tuple[list[int], Ingestor]
 ) -> None:
     _, ing = commits_and_ingestor
-    key = IdempotencyRequest(key="k1", endpoint="grpc SubmitBatch", fingerprint="f")
-    first = await ing.ingest(P, events("a", "b"), idempotency=key, render=render)
-    plain = await ing.ingest(P, events("b", "x"))
-    assert first.response == render([Outcome(status=A, event_id="a")] * 2)
-    assert not first.replayed
-    assert [o.status for o in plain.outcomes or []] == [D, A]
-    again = await ing.ingest(P, events("a", "b"), idempotency=key, render=render)
-    assert again.replayed and again.outcomes is None and again.response == first.response
+    first = await ing.submit(sub(events("a", "b"), key="k1"))
+    plain = await ing.submit(sub(events("b", "x")))
+    assert [o.status for o in first] == [A, A] and not first.replayed
+    assert [o.status for o in plain] == [D, A]
+    again = await ing.submit(sub(events("a", "b"), key="k1"))
+    assert again.replayed and list(again) == list(first)
     assert await stored_ids(engine) == ["a", "b", "x"]
+    found = await ing.lookup(P, "k1", "grpc SubmitBatch")
+    assert found is not None and found.replayed and list(found) == list(first)
+    assert await ing.lookup(P, "k1", "POST /batch") is None
+
+
+async def test_a_refused_request_with_a_key_stores_its_refusal(
+    engine: AsyncEngine, commits_and_ingestor: tuple[list[int], Ingestor]
+) -> None:
+    _, ing = commits_and_ingestor
+    refused = dataclasses.replace(
+        sub(events("a"), key="k2"), failure=ValidationFailed("bad", field="events[0].name")
+    )
+    first = await ing.submit(refused)
+    assert isinstance(first.error, ValidationFailed) and first.error.field == "events[0].name"
+    again = await ing.submit(refused)
+    assert again.replayed and isinstance(again.error, ValidationFailed)
+    assert (again.error.message, again.accepted, again.rejected_count) == ("bad", 0, 1)
+    with pytest.raises(ValidationFailed):  # without a key, nothing to store: raised
+        await ing.submit(dataclasses.replace(refused, idempotency_key=None))
+    assert await stored_ids(engine) == []
+
+
+async def test_an_event_too_large_is_rejected_alone_where_the_route_answers_per_item(
+    engine: AsyncEngine,
+) -> None:
+    ing = Ingestor(
+        EventStore(engine),
+        IdempotencyStore(engine, retention_s=3600, lock_timeout_s=30),
+        max_event_bytes=200,
+    )
+    await ing.start()
+    try:
+        big = Event(id="big", name="x" * 300)
+        result = await ing.submit(sub([*events("a"), big, *events("b")], per_item=True))
+        assert [o.status for o in result] == [A, Status.REJECTED, A]
+        assert (result[1].event_id, result[1].code) == ("big", "too_large")
+        assert (result.accepted, result.rejected_count) == (2, 1)
+        with pytest.raises(PayloadTooLarge, match="Event 1 is"):
+            await ing.submit(sub([*events("c"), big]))
+    finally:
+        await ing.stop()
+    assert await stored_ids(engine) == ["a", "b"]
 
 
 async def test_two_ingestors_on_one_database_store_each_event_once(database_url: str) -> None:
@@ -109,13 +158,13 @@ async def test_two_ingestors_on_one_database_store_each_event_once(database_url:
         ids = [f"e{i}" for i in range(600)]
         batches = [ids[s : s + 60] for s in range(0, len(ids), 60)]
         results = await asyncio.gather(
-            *(ing.ingest(P, events(*b)) for b in batches for ing in ings)
+            *(ing.submit(sub(events(*b))) for b in batches for ing in ings)
         )
     finally:
         for ing in ings:
             await ing.stop()
-    accepted = [o.event_id for r in results for o in r.outcomes or [] if o.status is A]
-    duplicates = [o.event_id for r in results for o in r.outcomes or [] if o.status is D]
+    accepted = [o.event_id for r in results for o in r if o.status is A]
+    duplicates = [o.event_id for r in results for o in r if o.status is D]
     assert sorted(accepted) == sorted(ids) and sorted(duplicates) == sorted(ids)
     try:
         assert sorted(await stored_ids(engines[0])) == sorted(ids)
@@ -140,12 +189,12 @@ async def test_writers_side_by_side_store_each_event_once(engine: AsyncEngine) -
         ids = [f"w{i}" for i in range(1000)]
         batches = [ids[s : s + 20] for s in range(0, len(ids), 20)]
         requests = [events(*order) for b in batches for order in (b, b[::-1])]
-        results = await asyncio.gather(*(ing.ingest(P, r) for r in requests))
+        results = await asyncio.gather(*(ing.submit(sub(r)) for r in requests))
     finally:
         await ing.stop()
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("eventgw-writer-")]
-    accepted = [o.event_id for r in results for o in r.outcomes or [] if o.status is A]
-    duplicates = [o.event_id for r in results for o in r.outcomes or [] if o.status is D]
+    accepted = [o.event_id for r in results for o in r if o.status is A]
+    duplicates = [o.event_id for r in results for o in r if o.status is D]
     assert sorted(accepted) == sorted(ids) and sorted(duplicates) == sorted(ids)
     assert sorted(await stored_ids(engine)) == sorted(ids)
 
@@ -165,12 +214,12 @@ async def test_work_arriving_while_the_writers_drain_is_refused_not_stranded(
 ) -> None:
     ing = ingestor(engine)
     await ing.start()
-    first = asyncio.create_task(ing.ingest(P, events("a")))
+    first = asyncio.create_task(ing.submit(sub(events("a"))))
     await asyncio.sleep(0)  # queued
     stopping = asyncio.create_task(ing.stop())
     await asyncio.sleep(0)  # draining: the stop marks are behind "a"
     with pytest.raises(StorageUnavailable, match="shutting down"):
-        await asyncio.wait_for(ing.ingest(P, events("b")), 5)
+        await asyncio.wait_for(ing.submit(sub(events("b"))), 5)
     await stopping
-    assert [o.status for o in (await first).outcomes or []] == [A]
+    assert [o.status for o in (await first)] == [A]
     assert await stored_ids(engine) == ["a"]

@@ -18,7 +18,7 @@ import pytest
 
 from gateway import cli, migrate, progress
 from gateway.config import Settings
-from gateway.ingest import IdempotencyRequest
+from gateway.model import Submission
 from gateway.pb.event_pb2 import Event
 from gateway.runtime import open_runtime
 from gateway.storage.engine import create_engine
@@ -168,8 +168,15 @@ async def ingest(url: str, project_id: str, ids: list[str], *, key: str | None =
     settings = Settings(database_url=url, idempotency_retention_seconds=0.001)
     async with open_runtime(settings) as runtime:
         events = [Event(id=i, name="order", dialect="grpc") for i in ids]
-        request = key and IdempotencyRequest(key=key, endpoint="test", fingerprint="f")
-        await runtime.ingestor.ingest(project_id, events, idempotency=request or None)
+        submission = Submission(
+            project_id=project_id,
+            endpoint="test",
+            size=len(events),
+            events=events,
+            idempotency_key=key,
+            fingerprint="f",
+        )
+        await runtime.ingestor.submit(submission)
 
 
 def test_events_export_and_purge(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:

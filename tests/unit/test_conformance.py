@@ -24,18 +24,12 @@ from google.protobuf import text_format
 
 import gateway.errors as errors_module
 from adapters import default_adapters
-from adapters.base import (
-    Adapter,
-    Outcome,
-    RawRequest,
-    Rejection,
-    Response,
-    Route,
-    Status,
-    Translation,
-)
+from adapters.base import Adapter, RawRequest, Rejection, Response, Route, Translation
 from gateway.errors import GatewayError, MissingCredential
+from gateway.http.dialects import submission_of
+from gateway.model import Result
 from gateway.pb.event_pb2 import Event
+from gateway.recording import RecordingIngestor
 
 RECEIVED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 SITE = "550e8400-e29b-41d4-a716-446655440000"
@@ -137,7 +131,12 @@ def rendered_as_the_gateway_would(
         return adapter.render_error(raw, translation.failure)
     if translation.credential is None:
         return adapter.render_error(raw, MissingCredential("Missing credentials"))
-    return adapter.render(raw, translation, [])
+    return adapter.render(raw, translation, answered(raw, translation))
+
+
+def answered(raw: RawRequest, translation: Translation) -> Result:
+    """The ``Result`` the pipeline answers for a request submitted as the HTTP front does."""
+    return RecordingIngestor().answer(submission_of(raw, translation, "project"))
 
 
 def json_body(response: Response) -> Any:
@@ -172,8 +171,9 @@ def test_minimal_request_translates_into_complete_events(adapter: Adapter, route
         assert event.HasField("received_at")
         assert event.received_at.ToDatetime(tzinfo=UTC) == RECEIVED
         assert event.HasField("occurred_at")
-    outcomes = [Outcome(status=Status.ACCEPTED, event_id=e.id) for e in events]
-    response = adapter.render(raw, translation, outcomes)
+    result = answered(raw, translation)
+    assert (result.accepted, result.rejected_count) == (len(events), 0)
+    response = adapter.render(raw, translation, result)
     assert 200 <= response.status < 300
     assert json_body(response)
 

@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters import default_adapters
-from adapters.base import Adapter, Outcome, RawRequest, Rejection, Route, Status
+from adapters.base import Adapter, RawRequest, Rejection, Route
 from gateway.errors import MissingCredential
 from gateway.pb.event_pb2 import Event
+from tests.unit.adapters.helpers import result_of
 
 PROJECT = "550e8400-e29b-41d4-a716-446655440000"
 ROUTES: list[tuple[Adapter, Route]] = [(a, r) for a in default_adapters() for r in a.routes]
@@ -128,8 +129,7 @@ def check(adapter: Adapter, raw: RawRequest) -> None:
             assert isinstance(item, Rejection)
             assert item.index == position or 0 <= item.index < len(translation.items)
             indices.add(item.index)
-    outcomes = [Outcome(status=Status.ACCEPTED, event_id=e.id) for e in translation.events]
-    response = adapter.render(raw, translation, outcomes)
+    response = adapter.render(raw, translation, result_of(translation))
     assert_json_response(response.status, response.body, low=200, high=500)
 
 

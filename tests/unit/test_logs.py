@@ -9,7 +9,8 @@ import logging
 import pytest
 
 from gateway import logs
-from gateway.logs import JsonFormatter, RequestInfo, TextFormatter, request_id
+from gateway.access import RequestInfo, request_id
+from gateway.logs import JsonFormatter, TextFormatter
 
 
 @pytest.mark.parametrize("candidate", ["abc", "x" * 128, "trace-1 span/2=3", "~!@#$%^&*()"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import RequestInfo
+from gateway.access import RequestInfo
 from gateway.metrics import Metrics
 from tests.harness import ROOT
 
@@ -56,7 +56,7 @@ def test_workers_aggregate_through_the_multiprocess_directory(tmp_path: Path) ->
     script = textwrap.dedent(
         """
         import multiprocessing, os, sys
-        from gateway.logs import RequestInfo
+        from gateway.access import RequestInfo
         from gateway.metrics import Metrics, worker_exited
 
         directory = sys.argv[1]

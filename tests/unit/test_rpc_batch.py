@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 from gateway.pb.event_pb2 import Event, EventType
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
 from gateway.rpc.batch import Batch
-from gateway.rpc.service import _received, _suffixes
+from gateway.rpc.translate import _received, _suffixes
 
 
 def test_each_event_is_its_own_encoding() -> None:

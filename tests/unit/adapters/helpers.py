@@ -4,14 +4,15 @@ and the small assertions every dialect's tests repeat."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from adapters.base import Adapter, RawRequest, Route, Translation
+from adapters.base import Adapter, RawRequest, Rejection, Route, Translation
 from gateway.errors import GatewayError
+from gateway.model import Outcome, Result, Status
 
 # The receive time every unit test stamps (the golden cases' too).
 RECEIVED = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -72,3 +73,32 @@ def rendered(
     response = adapter.render_error(request, error)
     assert response.content_type == "application/json"
     return response.status, orjson.loads(response.body), dict(response.headers)
+
+
+def result_of(translation: Translation, outcomes: Sequence[Outcome] | None = None) -> Result:
+    """The ``Result`` the pipeline answers for ``translation``: ``outcomes`` are its events'
+    (in order; all accepted when None), its rejections stay where they were."""
+    events = translation.events
+    if outcomes is None:
+        outcomes = [Outcome(status=Status.ACCEPTED, event_id=e.id) for e in events]
+    pending = iter(outcomes)
+    ids: list[str] = []
+    duplicates: set[int] = set()
+    rejected: dict[int, Outcome] = {}
+    for index, item in enumerate(translation.items):
+        if isinstance(item, Rejection):
+            outcome = Outcome(
+                status=Status.REJECTED,
+                event_id=item.event_id or "",
+                code=item.code,
+                message=item.message,
+                field=item.field,
+            )
+        else:
+            outcome = next(pending)
+        ids.append(outcome.event_id)
+        if outcome.status is Status.DUPLICATE:
+            duplicates.add(index)
+        elif outcome.status is Status.REJECTED:
+            rejected[index] = outcome
+    return Result(ids, duplicates=frozenset(duplicates), rejected=rejected)

@@ -10,16 +10,7 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from adapters.base import (
-    ApiKey,
-    Outcome,
-    ProjectRef,
-    RawRequest,
-    Rejection,
-    Route,
-    Status,
-    Translation,
-)
+from adapters.base import RawRequest, Rejection, Route, Translation
 from adapters.databuddy import BATCH, SINGLE, TRACK, Databuddy
 from adapters.databuddy_events import WRAPPER_EXTRAS_KEY, SchemaRejection
 from adapters.fields import generated_id
@@ -44,8 +35,9 @@ from gateway.errors import (
     UnknownProject,
     UnsupportedMediaType,
 )
+from gateway.model import ApiKey, Outcome, ProjectRef, Status
 from gateway.pb.event_pb2 import Event, EventType
-from tests.unit.adapters.helpers import RECEIVED, raw_request
+from tests.unit.adapters.helpers import RECEIVED, raw_request, result_of
 
 NOW = RECEIVED
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -489,7 +481,7 @@ def test_render_batch() -> None:
     translation = ADAPTER.translate(req)
     outcomes = accepted(translation.events)
     outcomes[0] = Outcome(status=Status.DUPLICATE, event_id="t1")
-    response = ADAPTER.render(req, translation, outcomes)
+    response = ADAPTER.render(req, translation, result_of(translation, outcomes))
     assert response.status == 200
     assert body_of(response) == {
         "status": "success",
@@ -516,7 +508,7 @@ def test_render_batch_rejected_outcome() -> None:
     req = request(BATCH, [track_item(eventId="t1")])
     translation = ADAPTER.translate(req)
     outcome = Outcome(status=Status.REJECTED, event_id="t1", message="too big", field="properties")
-    result = body_of(ADAPTER.render(req, translation, [outcome]))
+    result = body_of(ADAPTER.render(req, translation, result_of(translation, [outcome])))
     assert result["batched"] == {"track": 0, "outgoing_link": 0}
     assert result["results"] == [
         {
@@ -532,11 +524,15 @@ def test_render_batch_rejected_outcome() -> None:
 def test_render_track_and_single() -> None:
     req = request(TRACK, [{"name": "a"}, {"name": "b"}])
     translation = ADAPTER.translate(req)
-    response = ADAPTER.render(req, translation, accepted(translation.events, Status.DUPLICATE))
+    response = ADAPTER.render(
+        req, translation, result_of(translation, accepted(translation.events, Status.DUPLICATE))
+    )
     assert body_of(response) == {"status": "success", "type": "custom_event", "count": 2}
     req = request(SINGLE, {"type": "outgoing_link", "eventId": "l", "href": "h"})
     translation = ADAPTER.translate(req)
-    response = ADAPTER.render(req, translation, accepted(translation.events))
+    response = ADAPTER.render(
+        req, translation, result_of(translation, accepted(translation.events))
+    )
     assert (response.status, body_of(response)) == (
         200,
         {"status": "success", "type": "outgoing_link"},

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from adapters.base import ApiKey, Outcome, RawRequest, Rejection, Route, Status, Translation
+from adapters.base import RawRequest, Rejection, Route, Translation
 from adapters.fields import generated_id
 from adapters.ours import BATCH, TRACK, OursPrivacy
 from adapters.registry import Registry
@@ -36,8 +36,9 @@ from gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from gateway.model import ApiKey, Outcome, Status
 from gateway.pb.event_pb2 import Event, EventType
-from tests.unit.adapters.helpers import RECEIVED, raw_request
+from tests.unit.adapters.helpers import RECEIVED, raw_request, result_of
 
 NOW = RECEIVED
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -429,9 +430,13 @@ def test_render_track() -> None:
     translation = track(event="e")
     req = request(TRACK, {})
     for status in (Status.ACCEPTED, Status.DUPLICATE):
-        response = ADAPTER.render(req, translation, outcomes(translation, status))
+        response = ADAPTER.render(
+            req, translation, result_of(translation, outcomes(translation, status))
+        )
         assert (response.status, body_of(response)) == (200, {"success": True})
-    rejected = ADAPTER.render(req, translation, outcomes(translation, Status.REJECTED, code="x"))
+    rejected = ADAPTER.render(
+        req, translation, result_of(translation, outcomes(translation, Status.REJECTED, code="x"))
+    )
     assert (rejected.status, body_of(rejected)) == (400, {"success": False, "error": "nope"})
 
 
@@ -452,7 +457,9 @@ def test_render_batch_all_accepted_with_duplicate() -> None:
 def test_render_batch_partial() -> None:
     translation = batch({"event": "a"}, {"event": "b", "distinctId": "2"})
     response = ADAPTER.render(
-        request(BATCH, {}), translation, outcomes(translation, Status.ACCEPTED)
+        request(BATCH, {}),
+        translation,
+        result_of(translation, outcomes(translation, Status.ACCEPTED)),
     )
     assert response.status == 207
     body = body_of(response)
@@ -468,7 +475,7 @@ def test_render_batch_partial() -> None:
 
 def test_render_batch_all_invalid_is_400_with_results() -> None:
     translation = batch({"event": "a"}, "x")
-    response = ADAPTER.render(request(BATCH, {}), translation, [])
+    response = ADAPTER.render(request(BATCH, {}), translation, result_of(translation))
     body = body_of(response)
     assert response.status == 400
     assert (body["success"], body["accepted"], body["failed"]) == (False, 0, 2)
@@ -482,13 +489,18 @@ def test_render_batch_ingestor_rejections() -> None:
     queued = ADAPTER.render(
         req,
         translation,
-        outcomes(translation, Status.REJECTED, Status.REJECTED, code="queue_failed"),
+        result_of(
+            translation,
+            outcomes(translation, Status.REJECTED, Status.REJECTED, code="queue_failed"),
+        ),
     )
     assert queued.status == 500
     assert body_of(queued)["retryable"] is True
     assert body_of(queued)["results"][0]["code"] == "queue_failed"
     other = ADAPTER.render(
-        req, translation, outcomes(translation, Status.ACCEPTED, Status.REJECTED, code="odd")
+        req,
+        translation,
+        result_of(translation, outcomes(translation, Status.ACCEPTED, Status.REJECTED, code="odd")),
     )
     assert other.status == 207
     assert body_of(other)["results"][1] == {
@@ -548,6 +560,7 @@ def test_render_error(error: GatewayError, status: int, body: dict[str, Any]) ->
 def test_render_error_headers() -> None:
     limited = RateLimited("slow", limit=10, window=1.0, retry_after=2.2)
     assert ADAPTER.render_error(None, limited).headers == {"Retry-After": "3"}
-    assert ADAPTER.render_error(None, Overloaded("busy")).headers == {}
+    # A 503 that does not say when tells the SDK to back off a second (every dialect alike).
+    assert ADAPTER.render_error(None, Overloaded("busy")).headers == {"Retry-After": "1"}
     not_allowed = MethodNotAllowed("no", allowed=("POST",))
     assert ADAPTER.render_error(None, not_allowed).headers == {"Allow": "POST"}
