@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import itemgetter
 
 from gateway.commit import GroupCommitter, Job, WriterLimits
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
@@ -36,6 +38,8 @@ from gateway.storage.events import EventStore, Row
 from gateway.storage.idempotency import Claim, IdempotencyStore, Replay
 
 log = logging.getLogger(__name__)
+
+_PAYLOAD = itemgetter(5)  # a row's serialized event
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # the max_event_bytes setting's default
 
@@ -154,7 +158,7 @@ class Ingestor:
     def _oversize(self, rows: Sequence[Row]) -> list[tuple[int, int]]:
         """(row index, encoded size) of each row over ``max_event_bytes``."""
         limit = self.max_event_bytes
-        if not rows or max(len(row[5]) for row in rows) <= limit:
+        if not rows or max(map(len, map(_PAYLOAD, rows))) <= limit:
             return []
         return [(i, len(row[5])) for i, row in enumerate(rows) if len(row[5]) > limit]
 
@@ -181,16 +185,22 @@ class Ingestor:
 
 
 def _encoded_rows(submission: Submission) -> list[Row]:
-    """The outbox rows of events a front already serialized."""
+    """The outbox rows of events a front already serialized (built in C: ``zip`` and
+    ``repeat``, no Python code per event)."""
     encoded = submission.encoded
     assert encoded is not None
-    project, dialect, received = submission.project_id, encoded.dialect, encoded.received_us
-    return [
-        (project, event_id, dialect, kind, received, payload)
-        for event_id, kind, payload in zip(
-            encoded.ids, encoded.types, encoded.payloads, strict=True
+    if not len(encoded.ids) == len(encoded.types) == len(encoded.payloads):
+        raise ValueError("an Encoded's ids, types and payloads differ in length")
+    return list(
+        zip(
+            repeat(submission.project_id),
+            encoded.ids,
+            repeat(encoded.dialect),
+            encoded.types,
+            repeat(encoded.received_us),
+            encoded.payloads,
         )
-    ]
+    )
 
 
 def _replayed(replay: Replay) -> Result:

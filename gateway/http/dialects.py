@@ -204,7 +204,7 @@ def submission_of(raw: RawRequest, translation: Translation, project_id: str) ->
         rejected=rejected,
         failure=failure,
         idempotency_key=raw.idempotency_key,
-        fingerprint=_fingerprint(raw),
+        fingerprint=_fingerprint(raw) if raw.idempotency_key is not None else "",
         per_item=raw.route.per_item,
     )
 

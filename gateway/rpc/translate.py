@@ -61,9 +61,11 @@ RULES = (
 )
 
 
-def broken_rule(event: Event, project_id: str) -> Rule | None:
-    """The first of ``RULES`` that ``event`` breaks; None when it keeps them all."""
-    if len(event.id) > MAX_ID:
+def check(event: Event, project_id: str) -> Rule | tuple[str, EventType.ValueType, bool]:
+    """The first of ``RULES`` that ``event`` breaks; else what normalizing it needs: its id, its
+    type and whether it carries an occurred-at time (read once here: this runs for every event)."""
+    event_id = event.id
+    if len(event_id) > MAX_ID:
         return ID_TOO_LONG
     name = event.name
     if not name:
@@ -72,12 +74,14 @@ def broken_rule(event: Event, project_id: str) -> Rule | None:
         return NAME_TOO_LONG
     if event.project_id and event.project_id != project_id:
         return OTHER_PROJECT
-    if event.type not in _EVENT_TYPES:
+    kind = event.type
+    if kind not in _EVENT_TYPES:
         return UNKNOWN_TYPE
     seconds = event.occurred_at.seconds
-    if (seconds or event.HasField("occurred_at")) and not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+    timed = bool(seconds) or event.HasField("occurred_at")
+    if timed and not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
         return TIME_RANGE
-    return None
+    return event_id, kind, timed
 
 
 def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
@@ -93,22 +97,21 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
     types: list[str] = []
     payloads: list[bytearray] = []
     for index, (event, encoded) in enumerate(zip(request.events, batch.events, strict=True)):
-        rule = broken_rule(event, project_id)
-        if rule is not None:
+        checked = check(event, project_id)
+        if isinstance(checked, Rule):
             rejected[index] = Outcome(
                 status=Status.REJECTED,
                 event_id=event.id,
-                code=rule.code,
-                message=rule.message,
-                field=rule.field,
+                code=checked.code,
+                message=checked.message,
+                field=checked.field,
             )
             continue
-        event_id, kind = event.id, event.type
+        event_id, kind, timed = checked
         if not event_id:
             seed = f"key:{key}" if key else f"request:{uuid.uuid4().hex}"
             event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{seed}\x00{index}"))
             encoded += Event(id=event_id).SerializeToString()
-        timed = event.occurred_at.seconds or event.HasField("occurred_at")
         payloads.append(_join((encoded, suffixes[(not kind) * 2 + (not timed)])))
         ids.append(event_id)
         types.append(TYPE_NAMES[kind or _TRACK])
