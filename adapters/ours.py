@@ -43,6 +43,9 @@ from gateway.pb.event_pb2 import Event, EventType
 
 TRACK: Final = Route(path="/api/v1/track", name="track")
 BATCH: Final = Route(path="/api/v1/batch", name="batch", per_item=True)
+# The SDK's visitor.upsert: "fires a $identify event, making the call visible in the event stream".
+IDENTIFY: Final = Route(path="/api/v1/identify", name="identify")
+IDENTIFY_EVENT: Final = "$identify"
 
 MAX_TOKEN_CHARS: Final = 250
 MAX_NAME_CHARS: Final = 1000
@@ -71,7 +74,7 @@ class OursPrivacy:
     """The Ours Privacy adapter (``Adapter`` protocol)."""
 
     name = "ours"
-    routes: Sequence[Route] = (TRACK, BATCH)
+    routes: Sequence[Route] = (TRACK, BATCH, IDENTIFY)
     # Only /api/v1: the registry gives the longer /api/v1/events to VibeFollow.
     prefixes: Sequence[str] = ("/api/v1",)
     # Server-side API (the token is a secret in the body): no browser CORS.
@@ -97,9 +100,12 @@ class OursPrivacy:
         credential = ApiKey(token)
         if request.route.name == BATCH.name:
             return self._batch(request, credential, body)
-        # /track: the body is one row plus its token.
+        # /track and /identify: the body is one row plus its token.
         try:
-            event = _event(request, body, index=0, prefix="", require_id=False)
+            if request.route.name == IDENTIFY.name:
+                event = _identify(request, body)
+            else:
+                event = _event(request, body, index=0, prefix="", require_id=False)
         except FieldError as exc:
             failure = InvalidRequest(str(exc), field=exc.field)
             return Translation(credential=credential, failure=failure)
@@ -257,6 +263,24 @@ def _event(
         event.user_properties.CopyFrom(to_struct(user_properties))
     if extras:
         event.extras.CopyFrom(to_struct(extras))
+    return event
+
+
+def _identify(request: RawRequest, body: dict[str, Any]) -> Event:
+    """A visitor upsert (``POST /identify``) as an identify event named ``$identify``, as the
+    vendor records it: ``userProperties`` is required (an object), the identity fields are those
+    of ``/track``; it has no event name, ``distinctId`` or ``time`` of its own."""
+    if not isinstance(body.get("userProperties"), dict):
+        raise FieldError(
+            "userProperties", "required" if "userProperties" not in body else "must be an object"
+        )
+    reserved = {"event", "distinctId", "time", "eventProperties", "properties"}
+    row = {k: v for k, v in body.items() if k not in reserved}
+    event = _event(request, {**row, "event": IDENTIFY_EVENT}, index=0, prefix="", require_id=False)
+    event.type = EventType.EVENT_TYPE_IDENTIFY
+    kept = {k: body[k] for k in reserved & body.keys()}
+    if kept:  # lossless: what identify does not read is kept under its wire name
+        event.extras.update(kept)
     return event
 
 

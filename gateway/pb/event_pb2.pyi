@@ -8,10 +8,12 @@ message, and nothing downstream of an adapter knows which vendor sent an event e
 Field numbers are forever: when a field goes away, reserve its number and name; never reuse them.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -39,6 +41,18 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A click on a link leaving the site (Databuddy `outgoing_link`)."""
     EVENT_TYPE_CUSTOM: _EventType.ValueType  # 4
     """A server-side custom event (Databuddy `POST /track`)."""
+    EVENT_TYPE_IDENTIFY: _EventType.ValueType  # 5
+    """Who a user is: identity ids, with traits in `user_properties` (Databuddy and Ours
+    `identify`, VibeFollow users, Appizer `identify`).
+    """
+    EVENT_TYPE_ALIAS: _EventType.ValueType  # 6
+    """Two ids name one user: `identity.previous_id` is now `identity.user_id` (Appizer `alias`)."""
+    EVENT_TYPE_WEB_VITAL: _EventType.ValueType  # 7
+    """A Core Web Vital or other page metric, in `web_vital` (Databuddy `/vitals`)."""
+    EVENT_TYPE_ERROR: _EventType.ValueType  # 8
+    """An error the client reported, in `error` (Databuddy `/errors`)."""
+    EVENT_TYPE_ENGAGEMENT: _EventType.ValueType  # 9
+    """How a visitor engaged with one page view, in `engagement` (Databuddy `/engagement`)."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """What kind of thing happened. Dialects map their own types onto these."""
@@ -52,6 +66,18 @@ EVENT_TYPE_OUTGOING_LINK: EventType.ValueType  # 3
 """A click on a link leaving the site (Databuddy `outgoing_link`)."""
 EVENT_TYPE_CUSTOM: EventType.ValueType  # 4
 """A server-side custom event (Databuddy `POST /track`)."""
+EVENT_TYPE_IDENTIFY: EventType.ValueType  # 5
+"""Who a user is: identity ids, with traits in `user_properties` (Databuddy and Ours
+`identify`, VibeFollow users, Appizer `identify`).
+"""
+EVENT_TYPE_ALIAS: EventType.ValueType  # 6
+"""Two ids name one user: `identity.previous_id` is now `identity.user_id` (Appizer `alias`)."""
+EVENT_TYPE_WEB_VITAL: EventType.ValueType  # 7
+"""A Core Web Vital or other page metric, in `web_vital` (Databuddy `/vitals`)."""
+EVENT_TYPE_ERROR: EventType.ValueType  # 8
+"""An error the client reported, in `error` (Databuddy `/errors`)."""
+EVENT_TYPE_ENGAGEMENT: EventType.ValueType  # 9
+"""How a visitor engaged with one page view, in `engagement` (Databuddy `/engagement`)."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -68,6 +94,7 @@ class Identity(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     SESSION_STARTED_AT_FIELD_NUMBER: _builtins.int
     PROFILE_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ID_FIELD_NUMBER: _builtins.int
     anonymous_id: _builtins.str
     user_id: _builtins.str
     external_id: _builtins.str
@@ -75,6 +102,8 @@ class Identity(_message.Message):
     email: _builtins.str
     session_id: _builtins.str
     profile_id: _builtins.str
+    previous_id: _builtins.str
+    """The id this user was known by before (an alias)."""
     @_builtins.property
     def session_started_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -88,10 +117,11 @@ class Identity(_message.Message):
         session_id: _builtins.str = ...,
         session_started_at: _timestamp_pb2.Timestamp | None = ...,
         profile_id: _builtins.str = ...,
+        previous_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session_started_at", b"session_started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_id", b"anonymous_id", "distinct_id", b"distinct_id", "email", b"email", "external_id", b"external_id", "profile_id", b"profile_id", "session_id", b"session_id", "session_started_at", b"session_started_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_id", b"anonymous_id", "distinct_id", b"distinct_id", "email", b"email", "external_id", b"external_id", "previous_id", b"previous_id", "profile_id", b"profile_id", "session_id", b"session_id", "session_started_at", b"session_started_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -319,6 +349,167 @@ class Link(_message.Message):
 Global___Link: _TypeAlias = Link  # noqa: Y015
 
 @_typing.final
+class WebVital(_message.Message):
+    """A page metric (Core Web Vitals and the tracker's FPS)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    metric: _builtins.str
+    """"FCP", "LCP", "CLS", "INP", "TTFB", "FPS": as the client named it."""
+    value: _builtins.float
+    """In the metric's own unit: milliseconds, or a unitless score (CLS)."""
+    def __init__(
+        self,
+        *,
+        metric: _builtins.str = ...,
+        value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metric", b"metric", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebVital: _TypeAlias = WebVital  # noqa: Y015
+
+@_typing.final
+class ErrorReport(_message.Message):
+    """An error a client reported."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    STACK_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    filename: _builtins.str
+    """The script or module it came from."""
+    line: _builtins.int
+    column: _builtins.int
+    stack: _builtins.str
+    error_type: _builtins.str
+    """"TypeError", "ReferenceError", ..."""
+    def __init__(
+        self,
+        *,
+        message: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        line: _builtins.int | None = ...,
+        column: _builtins.int | None = ...,
+        stack: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_column", b"_column", "_line", b"_line", "column", b"column", "line", b"line"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_column", b"_column", "_line", b"_line", "column", b"column", "error_type", b"error_type", "filename", b"filename", "line", b"line", "message", b"message", "stack", b"stack"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__column: _TypeAlias = _typing.Literal["column"]  # noqa: Y015
+    _WhichOneofArgType__column: _TypeAlias = _typing.Literal["_column", b"_column"]  # noqa: Y015
+    _WhichOneofReturnType__line: _TypeAlias = _typing.Literal["line"]  # noqa: Y015
+    _WhichOneofArgType__line: _TypeAlias = _typing.Literal["_line", b"_line"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__column) -> _WhichOneofReturnType__column | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__line) -> _WhichOneofReturnType__line | None: ...
+
+Global___ErrorReport: _TypeAlias = ErrorReport  # noqa: Y015
+
+@_typing.final
+class Engagement(_message.Message):
+    """How a visitor engaged with one page view, as the tracker counts it when the page is left."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PAGE_INDEX_FIELD_NUMBER: _builtins.int
+    EXIT_TYPE_FIELD_NUMBER: _builtins.int
+    TIME_ON_PAGE_S_FIELD_NUMBER: _builtins.int
+    ACTIVE_TIME_S_FIELD_NUMBER: _builtins.int
+    TIME_TO_FIRST_INTERACTION_MS_FIELD_NUMBER: _builtins.int
+    MAX_SCROLL_DEPTH_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    RAGE_CLICK_TARGET_FIELD_NUMBER: _builtins.int
+    DEAD_CLICK_TARGET_FIELD_NUMBER: _builtins.int
+    LAST_FORM_FIELD_FIELD_NUMBER: _builtins.int
+    page_index: _builtins.int
+    """The page view's position in the session (0 first)."""
+    exit_type: _builtins.str
+    """How the page was left: "navigation", "spa", "hidden", "unload"."""
+    time_on_page_s: _builtins.int
+    active_time_s: _builtins.int
+    time_to_first_interaction_ms: _builtins.int
+    max_scroll_depth: _builtins.int
+    rage_click_target: _builtins.str
+    dead_click_target: _builtins.str
+    last_form_field: _builtins.str
+    @_builtins.property
+    def counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Counters over the page view, by kind ("scroll", "click", "key", "interaction", "copy",
+        "rage_click", "dead_click", "form_field", "form_submit", "error").
+        """
+
+    def __init__(
+        self,
+        *,
+        page_index: _builtins.int = ...,
+        exit_type: _builtins.str = ...,
+        time_on_page_s: _builtins.int | None = ...,
+        active_time_s: _builtins.int | None = ...,
+        time_to_first_interaction_ms: _builtins.int | None = ...,
+        max_scroll_depth: _builtins.int | None = ...,
+        counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        rage_click_target: _builtins.str = ...,
+        dead_click_target: _builtins.str = ...,
+        last_form_field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active_time_s", b"_active_time_s", "_max_scroll_depth", b"_max_scroll_depth", "_time_on_page_s", b"_time_on_page_s", "_time_to_first_interaction_ms", b"_time_to_first_interaction_ms", "active_time_s", b"active_time_s", "max_scroll_depth", b"max_scroll_depth", "time_on_page_s", b"time_on_page_s", "time_to_first_interaction_ms", b"time_to_first_interaction_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_time_s", b"_active_time_s", "_max_scroll_depth", b"_max_scroll_depth", "_time_on_page_s", b"_time_on_page_s", "_time_to_first_interaction_ms", b"_time_to_first_interaction_ms", "active_time_s", b"active_time_s", "counts", b"counts", "dead_click_target", b"dead_click_target", "exit_type", b"exit_type", "last_form_field", b"last_form_field", "max_scroll_depth", b"max_scroll_depth", "page_index", b"page_index", "rage_click_target", b"rage_click_target", "time_on_page_s", b"time_on_page_s", "time_to_first_interaction_ms", b"time_to_first_interaction_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__active_time_s: _TypeAlias = _typing.Literal["active_time_s"]  # noqa: Y015
+    _WhichOneofArgType__active_time_s: _TypeAlias = _typing.Literal["_active_time_s", b"_active_time_s"]  # noqa: Y015
+    _WhichOneofReturnType__max_scroll_depth: _TypeAlias = _typing.Literal["max_scroll_depth"]  # noqa: Y015
+    _WhichOneofArgType__max_scroll_depth: _TypeAlias = _typing.Literal["_max_scroll_depth", b"_max_scroll_depth"]  # noqa: Y015
+    _WhichOneofReturnType__time_on_page_s: _TypeAlias = _typing.Literal["time_on_page_s"]  # noqa: Y015
+    _WhichOneofArgType__time_on_page_s: _TypeAlias = _typing.Literal["_time_on_page_s", b"_time_on_page_s"]  # noqa: Y015
+    _WhichOneofReturnType__time_to_first_interaction_ms: _TypeAlias = _typing.Literal["time_to_first_interaction_ms"]  # noqa: Y015
+    _WhichOneofArgType__time_to_first_interaction_ms: _TypeAlias = _typing.Literal["_time_to_first_interaction_ms", b"_time_to_first_interaction_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__active_time_s) -> _WhichOneofReturnType__active_time_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_scroll_depth) -> _WhichOneofReturnType__max_scroll_depth | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__time_on_page_s) -> _WhichOneofReturnType__time_on_page_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__time_to_first_interaction_ms) -> _WhichOneofReturnType__time_to_first_interaction_ms | None: ...
+
+Global___Engagement: _TypeAlias = Engagement  # noqa: Y015
+
+@_typing.final
 class Event(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -341,6 +532,9 @@ class Event(_message.Message):
     USER_PROPERTIES_FIELD_NUMBER: _builtins.int
     EXTRAS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    WEB_VITAL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ENGAGEMENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique per project: the deduplication key. Client-supplied, or generated by the gateway."""
     project_id: _builtins.str
@@ -388,6 +582,14 @@ class Event(_message.Message):
         original request can be reconstructed in meaning.
         """
 
+    @_builtins.property
+    def web_vital(self) -> Global___WebVital:
+        """Set on EVENT_TYPE_WEB_VITAL, EVENT_TYPE_ERROR and EVENT_TYPE_ENGAGEMENT events."""
+
+    @_builtins.property
+    def error(self) -> Global___ErrorReport: ...
+    @_builtins.property
+    def engagement(self) -> Global___Engagement: ...
     def __init__(
         self,
         *,
@@ -410,10 +612,13 @@ class Event(_message.Message):
         user_properties: _struct_pb2.Struct | None = ...,
         extras: _struct_pb2.Struct | None = ...,
         source: _builtins.str = ...,
+        web_vital: Global___WebVital | None = ...,
+        error: Global___ErrorReport | None = ...,
+        engagement: Global___Engagement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "device", b"device", "extras", b"extras", "identity", b"identity", "link", b"link", "network", b"network", "occurred_at", b"occurred_at", "page", b"page", "performance", b"performance", "properties", b"properties", "received_at", b"received_at", "user_properties", b"user_properties"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "device", b"device", "engagement", b"engagement", "error", b"error", "extras", b"extras", "identity", b"identity", "link", b"link", "network", b"network", "occurred_at", b"occurred_at", "page", b"page", "performance", b"performance", "properties", b"properties", "received_at", b"received_at", "user_properties", b"user_properties", "web_vital", b"web_vital"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "device", b"device", "dialect", b"dialect", "extras", b"extras", "id", b"id", "identity", b"identity", "link", b"link", "name", b"name", "namespace", b"namespace", "network", b"network", "occurred_at", b"occurred_at", "page", b"page", "performance", b"performance", "project_id", b"project_id", "properties", b"properties", "received_at", b"received_at", "source", b"source", "type", b"type", "user_properties", b"user_properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "device", b"device", "dialect", b"dialect", "engagement", b"engagement", "error", b"error", "extras", b"extras", "id", b"id", "identity", b"identity", "link", b"link", "name", b"name", "namespace", b"namespace", "network", b"network", "occurred_at", b"occurred_at", "page", b"page", "performance", b"performance", "project_id", b"project_id", "properties", b"properties", "received_at", b"received_at", "source", b"source", "type", b"type", "user_properties", b"user_properties", "web_vital", b"web_vital"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from gateway.pb.event_pb2 import EventType
 from tests.harness import Gateway
 
 ours_privacy = pytest.importorskip("ours_privacy", reason="oursprivacy-client is not installed")
@@ -140,3 +141,42 @@ async def test_a_bad_token_raises_the_clients_authentication_error(gateway: Gate
     assert raised.value.body == {"success": False, "error": "Invalid token"}
     assert len(wire.requests) == 1  # 401 is not retried
     assert await gateway.stored() == []
+
+
+async def test_visitor_upsert_stores_one_identify_event(gateway: Gateway) -> None:
+    wire = Wire()
+
+    def send() -> Any:
+        with client(gateway, wire) as ours:
+            return ours.visitor.upsert(
+                token=gateway.api_key,
+                user_properties={"first_name": "Ada", "custom_properties": {"tier": "gold"}},
+                external_id="crm-42",
+                email="ada@example.com",
+                user_id="visitor-7",
+                identity_context={"ip": "203.0.113.9", "userAgent": "backend/1.0"},
+                default_properties={"currency": "EUR"},
+            )
+
+    response = await asyncio.to_thread(send)
+    assert response.success is True
+
+    [(method, path, _headers, body)] = wire.requests
+    assert (method, path) == ("POST", "/api/v1/identify")
+    assert body["userProperties"] == {"first_name": "Ada", "custom_properties": {"tier": "gold"}}
+
+    [event] = await gateway.stored()
+    assert (event.dialect, event.name, event.type) == (
+        "ours",
+        "$identify",
+        EventType.EVENT_TYPE_IDENTIFY,
+    )
+    identity = event.identity
+    assert (identity.user_id, identity.external_id, identity.email) == (
+        "visitor-7",
+        "crm-42",
+        "ada@example.com",
+    )
+    assert (event.device.ip, event.device.user_agent) == ("203.0.113.9", "backend/1.0")
+    assert event.user_properties["first_name"] == "Ada"
+    assert event.extras["defaultProperties"]["currency"] == "EUR"

@@ -61,6 +61,7 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ("ours", "batch"): Minimal(
         {"token": KEY, "events": [{"event": "Signup", "distinctId": "d-1"}]}, {}, {}
     ),
+    ("ours", "identify"): Minimal({"token": KEY, "userProperties": {"first_name": "A"}}, {}, {}),
     ("appizer", "single"): Minimal({"event_name": "signup", "user_id": "u1"}, BEARER, {}),
     ("appizer", "batch"): Minimal(
         {"events": [{"event_name": "signup", "user_id": "u1"}]}, BEARER, {}

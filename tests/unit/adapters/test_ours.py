@@ -110,6 +110,7 @@ def test_routes_and_registry() -> None:
     assert [(r.method, r.path, r.name) for r in ADAPTER.routes] == [
         ("POST", "/api/v1/track", "track"),
         ("POST", "/api/v1/batch", "batch"),
+        ("POST", "/api/v1/identify", "identify"),
     ]
     registry = Registry((ADAPTER,))
     assert registry.match("POST", "/api/v1/batch").route == BATCH
