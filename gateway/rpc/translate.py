@@ -35,6 +35,7 @@ _MIN_SECONDS, _MAX_SECONDS = 946_684_800, 4_102_444_800  # 2000-01-01, 2100-01-0
 # Enum values as plain ints: protobuf's enum wrappers resolve attributes slowly (hot path).
 _EVENT_TYPES = frozenset(EventType.values())
 _TRACK = EventType.EVENT_TYPE_TRACK
+_CUSTOM = EventType.EVENT_TYPE_CUSTOM  # the last type with no payload of its own
 _ACCEPTED = EventStatus.EVENT_STATUS_ACCEPTED
 _DUPLICATE = EventStatus.EVENT_STATUS_DUPLICATE
 _REJECTED = EventStatus.EVENT_STATUS_REJECTED
@@ -58,6 +59,25 @@ RULES = (
     ),
     UNKNOWN_TYPE := Rule("invalid_field", "type is not a known EventType", "type"),
     TIME_RANGE := Rule("invalid_field", "occurred_at must be between 2000 and 2100", "occurred_at"),
+    # What each type beyond track, page view, outgoing link and custom must carry:
+    NO_IDENTITY := Rule(
+        "missing_field",
+        "an identify event needs identity.user_id, profile_id, external_id, distinct_id, email"
+        " or anonymous_id",
+        "identity",
+    ),
+    NO_ALIAS := Rule(
+        "missing_field",
+        "an alias event needs identity.previous_id and identity.user_id",
+        "identity",
+    ),
+    NO_METRIC := Rule(
+        "missing_field", "a web vital event needs web_vital.metric", "web_vital.metric"
+    ),
+    NO_ERROR := Rule("missing_field", "an error event needs error.message", "error.message"),
+    NO_ENGAGEMENT := Rule(
+        "missing_field", "an engagement event needs engagement.exit_type", "engagement.exit_type"
+    ),
 )
 
 
@@ -81,7 +101,26 @@ def check(event: Event, project_id: str) -> Rule | tuple[str, EventType.ValueTyp
     timed = bool(seconds) or event.HasField("occurred_at")
     if timed and not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
         return TIME_RANGE
+    if kind > _CUSTOM and (rule := _broken_type_rule(event, kind)) is not None:
+        return rule
     return event_id, kind, timed
+
+
+def _broken_type_rule(event: Event, kind: int) -> Rule | None:
+    """The rule of ``kind``'s own that ``event`` breaks (the types with a payload of their own)."""
+    if kind == EventType.EVENT_TYPE_IDENTIFY:
+        who = event.identity
+        ids = (who.user_id, who.profile_id, who.external_id, who.distinct_id, who.email)
+        return None if any(ids) or who.anonymous_id else NO_IDENTITY
+    if kind == EventType.EVENT_TYPE_ALIAS:
+        return None if event.identity.previous_id and event.identity.user_id else NO_ALIAS
+    if kind == EventType.EVENT_TYPE_WEB_VITAL:
+        return None if event.web_vital.metric else NO_METRIC
+    if kind == EventType.EVENT_TYPE_ERROR:
+        return None if event.error.message else NO_ERROR
+    if kind == EventType.EVENT_TYPE_ENGAGEMENT:
+        return None if event.engagement.exit_type else NO_ENGAGEMENT
+    return None
 
 
 def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:

@@ -13,7 +13,14 @@ from grpc_status import rpc_status
 
 from gateway.config import Settings
 from gateway.pb import gateway_pb2_grpc
-from gateway.pb.event_pb2 import Event, EventType
+from gateway.pb.event_pb2 import (
+    Engagement,
+    ErrorReport,
+    Event,
+    EventType,
+    Identity,
+    WebVital,
+)
 from gateway.pb.gateway_pb2 import (
     EventStatus,
     GetSubmissionRequest,
@@ -109,6 +116,43 @@ async def test_invalid_events_are_rejected_by_index_and_the_rest_stored(
     assert stored["ok-3"].type == EventType.EVENT_TYPE_PAGE_VIEW
     assert stored["ok-1"].type == EventType.EVENT_TYPE_TRACK
     assert stored["ok-1"].occurred_at == stored["ok-1"].received_at
+
+
+async def test_each_type_with_a_payload_of_its_own_is_validated_by_its_rules(
+    gateway: Gateway, stub: gateway_pb2_grpc.EventGatewayStub
+) -> None:
+    identify, alias = EventType.EVENT_TYPE_IDENTIFY, EventType.EVENT_TYPE_ALIAS
+    vital, error = EventType.EVENT_TYPE_WEB_VITAL, EventType.EVENT_TYPE_ERROR
+    engagement = EventType.EVENT_TYPE_ENGAGEMENT
+    good = [
+        Event(id="i", name="$identify", type=identify, identity=Identity(profile_id="user-42")),
+        Event(id="a", name="alias", type=alias, identity=Identity(previous_id="o", user_id="n")),
+        Event(id="v", name="LCP", type=vital, web_vital=WebVital(metric="LCP", value=1234.5)),
+        Event(id="e", name="error", type=error, error=ErrorReport(message="boom", line=3)),
+        Event(id="g", name="page_exit", type=engagement, engagement=Engagement(exit_type="spa")),
+    ]
+    bad = [
+        Event(id="i!", name="$identify", type=identify),
+        Event(id="a!", name="alias", type=alias, identity=Identity(user_id="n")),
+        Event(id="v!", name="LCP", type=vital, web_vital=WebVital(value=1.0)),
+        Event(id="e!", name="error", type=error, error=ErrorReport(filename="app.js")),
+        Event(id="g!", name="page_exit", type=engagement),
+    ]
+    response = await stub.SubmitBatch(SubmitBatchRequest(events=good + bad), metadata=auth(gateway))
+    assert [r.status for r in response.results] == [ACCEPTED] * 5 + [REJECTED] * 5
+    assert [r.field for r in response.results[5:]] == [
+        "identity",
+        "identity",
+        "web_vital.metric",
+        "error.message",
+        "engagement.exit_type",
+    ]
+    assert {r.code for r in response.results[5:]} == {"missing_field"}
+    stored = {e.id: e for e in await gateway.stored()}
+    assert set(stored) == {"i", "a", "v", "e", "g"}
+    assert stored["v"].web_vital == WebVital(metric="LCP", value=1234.5)
+    assert stored["e"].error.line == 3 and stored["e"].error.HasField("line")
+    assert stored["a"].identity.previous_id == "o"
 
 
 async def test_generated_ids_follow_the_idempotency_key(
