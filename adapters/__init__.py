@@ -1,7 +1,7 @@
 """REST dialect adapters: one module per vendor API, translating to the canonical ``Event``.
 
 The list below is the only place adapters are registered. Adding a dialect is one module here,
-one line in ``default_adapters`` and its golden cases under ``tests/golden/<dialect>/``.
+one line in ``default_adapters`` and its golden cases under ``tests/adapters/<dialect>/golden/``.
 """
 
 from __future__ import annotations

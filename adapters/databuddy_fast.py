@@ -7,7 +7,7 @@ the field a rejection names. Most payloads are valid and carry a dozen of its fo
 module takes the ones it builds exactly like the reference and declines (None) the rest: a failing
 check, an unknown key (it belongs in ``extras``), ``properties``. The caller then takes the
 reference path, which produces the exact event or rejection;
-``tests/unit/adapters/test_databuddy_fast.py`` checks that both paths agree.
+``tests/adapters/databuddy/test_fast_path.py`` checks that both paths agree.
 
 Two ways in: ``fast_track_event`` for one payload already parsed, and ``fast_batch`` for a whole
 ``/batch`` body of wrapped ``track`` items, decoded from its JSON bytes straight into

@@ -1,5 +1,5 @@
 """The database schema as SQLAlchemy Core tables. Alembic migrations in ``migrations/`` create it;
-``tests/storage/test_migrations.py`` checks the two agree.
+``tests/gateway/storage/test_migrations.py`` checks the two agree.
 
 Times are integer microseconds since the Unix epoch (UTC): compact, fast to compare, identical on
 SQLite and PostgreSQL.

@@ -1,0 +1,190 @@
+"""Structure rules: adapters stay pure, are listed explicitly and once, and modules say their role.
+
+- ``adapters/`` imports nothing from aiohttp, grpc or SQLAlchemy, directly (scanned with ``ast``)
+  or transitively (``sys.modules`` of a fresh interpreter that imports every adapter module);
+- the registry refuses a name, route or prefix claimed twice; ``default_adapters()`` lists every
+  adapter class once;
+- every module of ``gateway/`` and ``adapters/`` opens with a docstring.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import pkgutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import adapters
+from adapters import default_adapters, default_registry
+from adapters.base import Route
+from adapters.registry import Registry, RegistryError
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = ROOT / "adapters"
+# I/O frameworks an adapter must not touch (the gRPC helper packages count as grpc).
+FORBIDDEN = ("aiohttp", "grpc", "sqlalchemy", "grpc_status", "grpc_health", "grpc_reflection")
+
+
+def _forbidden(module: str) -> bool:
+    return module.split(".")[0] in FORBIDDEN or module.endswith("_pb2_grpc")
+
+
+def imported_modules(tree: ast.AST) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def adapter_sources() -> list[Path]:
+    return sorted(ADAPTERS.glob("*.py"))
+
+
+def test_the_scan_sees_every_adapter_module() -> None:
+    names = {p.stem for p in adapter_sources()}
+    assert {"base", "registry", "fields", "databuddy", "ours", "appizer", "vibefollow"} <= names
+
+
+@pytest.mark.parametrize("path", adapter_sources(), ids=lambda p: p.name)
+def test_adapter_source_imports_no_io_framework(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    bad = [name for name in imported_modules(tree) if _forbidden(name)]
+    assert not bad, f"{path.name} imports {bad}"
+    # No dynamic imports around the rule either.
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name | ast.Attribute)
+        and (getattr(node.func, "id", None) or getattr(node.func, "attr", None))
+        in ("__import__", "import_module")
+    ]
+    assert not calls, f"{path.name} imports dynamically"
+
+
+def test_the_ast_scan_catches_a_forbidden_import() -> None:
+    tree = ast.parse("from aiohttp import web\nimport sqlalchemy.orm\nfrom grpc import aio\n")
+    assert [n for n in imported_modules(tree) if _forbidden(n)] == [
+        "aiohttp",
+        "aiohttp.web",
+        "sqlalchemy.orm",
+        "grpc",
+        "grpc.aio",
+    ]
+
+
+def test_importing_every_adapter_loads_no_io_framework() -> None:
+    script = (
+        "import importlib, json, pkgutil, sys\n"
+        "import adapters\n"
+        "for m in pkgutil.iter_modules(adapters.__path__):\n"
+        "    importlib.import_module('adapters.' + m.name)\n"
+        "adapters.default_registry()\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(done.stdout)
+    assert "adapters.databuddy" in loaded and "adapters.vibefollow" in loaded
+    assert not [m for m in loaded if _forbidden(m)]
+
+
+# -- the explicit list and the registry --------------------------------------------------------
+
+
+def test_default_adapters_have_unique_names_and_build_a_registry() -> None:
+    names = [a.name for a in default_adapters()]
+    assert len(names) == len(set(names)) == 4
+    assert set(default_registry().adapters) == set(names)
+
+
+def test_every_adapter_class_is_listed() -> None:
+    """An adapter module added without its line in ``default_adapters`` fails here."""
+    listed = {type(a) for a in default_adapters()}
+    found = set()
+    for info in pkgutil.iter_modules(adapters.__path__):
+        module = __import__(f"adapters.{info.name}", fromlist=["_"])
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if getattr(cls, "_is_protocol", False):  # the Adapter protocol itself
+                continue
+            if cls.__module__ == module.__name__ and all(
+                callable(getattr(cls, m, None)) for m in ("translate", "render", "render_error")
+            ):
+                found.add(cls)
+    assert found == listed
+
+
+@dataclass
+class FakeAdapter:
+    name: str
+    routes: Sequence[Route] = ()
+    prefixes: Sequence[str] = ()
+    cors_allow_headers: Sequence[str] = field(default_factory=tuple)
+
+    def translate(self, request: object) -> object:
+        raise NotImplementedError
+
+    def render(self, request: object, translation: object, outcomes: object) -> object:
+        raise NotImplementedError
+
+    def render_error(self, request: object, error: object) -> object:
+        raise NotImplementedError
+
+
+def test_registry_refuses_a_duplicate_name() -> None:
+    with pytest.raises(RegistryError, match="listed twice"):
+        Registry([FakeAdapter("a"), FakeAdapter("a")])  # type: ignore[list-item]
+
+
+def test_registry_refuses_a_route_claimed_twice() -> None:
+    one = FakeAdapter("a", routes=(Route(path="/x", name="x"),))
+    two = FakeAdapter("b", routes=(Route(path="/x", name="y"),))
+    with pytest.raises(RegistryError, match="POST /x"):
+        Registry([one, two])  # type: ignore[list-item]
+
+
+def test_registry_refuses_a_prefix_claimed_twice() -> None:
+    with pytest.raises(RegistryError, match="prefix"):
+        Registry([FakeAdapter("a", prefixes=("/v9",)), FakeAdapter("b", prefixes=("/v9",))])  # type: ignore[list-item]
+
+
+def test_registry_accepts_distinct_adapters_and_the_same_path_on_another_method() -> None:
+    one = FakeAdapter("a", routes=(Route(path="/x", name="x"),), prefixes=("/v9",))
+    two = FakeAdapter("b", routes=(Route(path="/x", name="x", method="PUT"),), prefixes=("/v8",))
+    registry = Registry([one, two])  # type: ignore[list-item]
+    assert registry.match("PUT", "/x").adapter is two
+    assert registry.owner("/v9/anything") is one
+
+
+def test_default_routes_are_unique_and_owned() -> None:
+    listed = default_adapters()
+    registry = Registry(listed)
+    for adapter in listed:
+        for route in adapter.routes:
+            match = registry.match(route.method, route.path)
+            assert (match.adapter, match.route) == (adapter, route)
+
+
+# -- module docstrings -------------------------------------------------------------------------
+
+
+def python_modules() -> list[Path]:
+    return sorted([*(ROOT / "gateway").rglob("*.py"), *ADAPTERS.rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", python_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_has_a_docstring(path: Path) -> None:
+    docstring = ast.get_docstring(ast.parse(path.read_text(), filename=str(path)))
+    assert docstring and docstring.strip(), f"{path.relative_to(ROOT)} has no module docstring"
