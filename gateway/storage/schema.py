@@ -80,6 +80,24 @@ events = Table(
     Index("ix_events_project_id_received_at", "project_id", "received_at"),
 )
 
+# Events the gateway refused after it knew their project (migration 0003): what was sent and why,
+# for a while (``failed_event_retention_seconds``), at most ``failed_events_per_project`` each.
+failed_events = Table(
+    "failed_events",
+    metadata,
+    Column("seq", BigIntId, primary_key=True, autoincrement=True),
+    Column("project_id", String(36), nullable=False),
+    Column("dialect", String(16), nullable=False),
+    Column("endpoint", String(64), nullable=False),  # "POST /batch", "grpc SubmitBatch"
+    Column("received_at", BigInteger, nullable=False),
+    Column("code", String(64), nullable=False),  # the reason, as the client was told it
+    Column("message", Text, nullable=False),
+    Column("field", String(255), nullable=True),  # the offending field, when one is named
+    Column("raw", LargeBinary, nullable=False),  # the item as sent, its first 64 KiB
+    Column("raw_size", Integer, nullable=False),  # the item's whole size in bytes
+    Index("ix_failed_events_project_id_received_at", "project_id", "received_at"),
+)
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,

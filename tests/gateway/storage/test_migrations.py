@@ -16,7 +16,7 @@ from gateway.config import Settings
 from gateway.storage.engine import create_engine
 from gateway.storage.schema import metadata
 
-TABLES = {"projects", "api_keys", "events", "idempotency_keys"}
+TABLES = {"projects", "api_keys", "events", "idempotency_keys", "failed_events"}
 
 
 async def _inspect(url: str, check: Any) -> Any:
