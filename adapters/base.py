@@ -41,6 +41,9 @@ class Route:
     # The route answers per item: an event too large to store is rejected alone (else the
     # request is refused whole, 413, keeping an all-or-nothing batch all-or-nothing).
     per_item: bool = False
+    # Where a batch body holds its items when it is an object (``{"events": [...]}``); a body
+    # that is an array is its items, any other body one item. Read to keep a refused item.
+    items_key: str = "events"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,6 +54,10 @@ class Settings:
     # Idempotency keys: how long a completed key is kept, and when an in-flight lock is stale.
     idempotency_retention_seconds: float = 24 * 3600
     idempotency_lock_timeout_seconds: float = 30.0
+    # Refused items kept in the failed-events table: for how long (0: for ever), and at most how
+    # many per project (a flood of bad input stops there).
+    failed_event_retention_seconds: float = 7 * 24 * 3600
+    failed_events_per_project: int = 100_000
     # Group commit: events per transaction, extra wait to fill a group, group commits in flight
     # at once (0: one on SQLite, which has a single writer; four on PostgreSQL), queue bound.
     commit_max_events: int = 10_000
@@ -225,6 +229,7 @@ def _validate(s: Settings) -> None:
         "db_pool_size",
         "idempotency_retention_seconds",
         "idempotency_lock_timeout_seconds",
+        "failed_events_per_project",
     ):
         if getattr(s, name) <= 0:
             fail(name, f"must be positive, not {getattr(s, name)}")
@@ -233,6 +238,7 @@ def _validate(s: Settings) -> None:
         "commit_writers",
         "queue_wait_seconds",
         "auth_cache_seconds",
+        "failed_event_retention_seconds",
     ):
         if getattr(s, name) < 0:
             fail(name, f"must not be negative, not {getattr(s, name)}")

@@ -9,6 +9,9 @@ The front has authenticated the request and translated it into a ``Submission``.
 3. hands the rows to the group committer (``gateway.commit``), which stores them, together with
    the ``Result`` of a keyed request, in one transaction, and answers the ``Result``.
 
+What it refused (rejected items, or every item of a request its content refused whole) it
+hands to ``Refusals`` on the way, for the failed-events table.
+
 This is the hot path of every event, so per event it does no more than it must: one
 serialization into a plain-tuple row, no per-event object in the answer.
 """
@@ -23,6 +26,7 @@ from operator import itemgetter
 
 from gateway.commit import GroupCommitter, Job, WriterLimits
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from gateway.failures import Refusals
 from gateway.model import (
     MAX_IDEMPOTENCY_KEY,
     TYPE_NAMES,
@@ -33,8 +37,9 @@ from gateway.model import (
     Submission,
 )
 from gateway.pb.event_pb2 import Event
-from gateway.storage.engine import storage_errors
+from gateway.storage.engine import now_us, storage_errors
 from gateway.storage.events import EventStore, Row
+from gateway.storage.failed import FailedEvent, failed
 from gateway.storage.idempotency import Claim, IdempotencyStore, Replay
 
 log = logging.getLogger(__name__)
@@ -53,11 +58,13 @@ class Ingestor:
         on_commit: Callable[[int, int, float], None] | None = None,
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        refusals: Refusals | None = None,
     ) -> None:
         self.events = events
         self.idempotency = idempotency
         self.limits = limits or WriterLimits()
         self.max_event_bytes = max_event_bytes
+        self.refusals = refusals
         self._committer = GroupCommitter(events, idempotency, self.limits, on_commit)
 
     @property
@@ -81,6 +88,8 @@ class Ingestor:
                 return decided
             claim = decided
         job = self._job(submission)
+        if self.refusals is not None and (job.error is not None or job.rejected):
+            self.refusals.add(refused(submission, job))
         if job.error is not None and claim is None:
             raise job.error
         job.claim = claim
@@ -182,6 +191,43 @@ class Ingestor:
                 )
             )
         return rows
+
+
+# Request-level refusals that are about what was sent (kept as failed events); the others (rate
+# limits, an unavailable store, a key in flight) are retried by clients, not failures of an item.
+_CONTENT_STATUSES = frozenset({400, 413, 415, 422})
+
+
+def refused(submission: Submission, job: Job) -> list[FailedEvent]:
+    """The failed events of a submission: its rejected items, or all of its items when its
+    content refused it whole."""
+    items: Sequence[bytes] = submission.items() if submission.items is not None else ()
+    dialect = submission.dialect or (submission.encoded.dialect if submission.encoded else "")
+    now = now_us()
+
+    def one(index: int, code: str, message: str, field: str | None) -> FailedEvent:
+        raw = items[index] if index < len(items) else b""
+        return failed(
+            project_id=submission.project_id,
+            dialect=dialect,
+            endpoint=submission.endpoint,
+            received_at=now,
+            code=code,
+            message=message,
+            field=field,
+            raw=raw,
+        )
+
+    error = job.error
+    if error is not None:
+        if error.http_status not in _CONTENT_STATUSES:
+            return []
+        count = max(len(items), 1)  # an unreadable body is one item: the body
+        return [one(i, error.code, error.message, error.field) for i in range(count)]
+    return [
+        one(index, outcome.code, outcome.message, outcome.field)
+        for index, outcome in sorted(job.rejected.items())
+    ]
 
 
 def _encoded_rows(submission: Submission) -> list[Row]:

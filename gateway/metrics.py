@@ -16,6 +16,7 @@ Families (labels in braces)::
     eventgw_commit_group_events                         histogram: events per group commit
     eventgw_commit_duration_seconds                     histogram: one group commit
     eventgw_queue_events                                gauge: events waiting for the writer
+    eventgw_failed_events_total{dialect,reason}         refused items (the failed-events table)
     eventgw_relay_delivered_total                       events the relay marked delivered
     eventgw_relay_pending_events                        gauge: undelivered events in the outbox
     eventgw_relay_lag_seconds                           gauge: age of the oldest undelivered one
@@ -43,6 +44,10 @@ the process's memory.
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -55,6 +60,9 @@ from prometheus_client import (
 )
 
 from gateway.access import RequestInfo
+
+if TYPE_CHECKING:
+    from gateway.storage.failed import FailedEvent
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -137,6 +145,12 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.failed_events = Counter(
+            "eventgw_failed_events",
+            "Items refused after their project was known, by dialect and reason code.",
+            ("dialect", "reason"),
+            registry=registry,
+        )
         self.relay_delivered = Counter(
             "eventgw_relay_delivered",
             "Events the relay published to NATS and marked delivered.",
@@ -200,6 +214,12 @@ class Metrics:
         self.commit_events.observe(events)
         self.commit_duration.observe(seconds)
         self.queue.set(queued)
+
+    def observe_refused(self, refused: Sequence[FailedEvent]) -> None:
+        """Items the pipeline refused (on their way to the failed-events table)."""
+        counts = collections.Counter((item.dialect, item.code) for item in refused)
+        for (dialect, reason), n in counts.items():
+            self.failed_events.labels(dialect or "none", reason).inc(n)
 
     def observe_relay(self, *, delivered: int, pending: int, lag_seconds: float) -> None:
         """For the relay, after each step: ``delivered`` events newly marked delivered, and the

@@ -12,7 +12,7 @@ This module belongs to the pipeline: adapters and both fronts import it; it impo
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -96,6 +96,9 @@ class Submission:
     idempotency_key: str | None = None
     fingerprint: str = ""  # of the request, for the idempotency key (method, path, body)
     per_item: bool = False
+    dialect: str = ""  # the front's dialect ("grpc", "databuddy", ...), for refused items
+    # The bytes of each request item as sent, by index: read only when an item is refused.
+    items: Callable[[], Sequence[bytes]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -18,6 +18,7 @@ from adapters.registry import Registry
 from gateway.auth import Authenticator
 from gateway.commit import WriterLimits
 from gateway.config import Settings
+from gateway.failures import Refusals
 from gateway.health import Health
 from gateway.ingest import Ingestor
 from gateway.metrics import Metrics
@@ -25,6 +26,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.storage.checkpoint import WalCheckpointer
 from gateway.storage.engine import create_engine, is_sqlite, sqlite_file
 from gateway.storage.events import EventStore
+from gateway.storage.failed import FailedEventStore
 from gateway.storage.idempotency import IdempotencyStore
 from gateway.storage.tenants import TenantStore
 
@@ -71,6 +73,11 @@ async def open_runtime(
     def on_commit(requests: int, n: int, seconds: float) -> None:
         metrics.observe_commit(requests, n, seconds, queued=ingestor.queued_events)
 
+    refusals = Refusals(
+        FailedEventStore(engine, cap_per_project=settings.failed_events_per_project),
+        retention_seconds=settings.failed_event_retention_seconds,
+        on_refused=metrics.observe_refused,
+    )
     ingestor = Ingestor(
         events,
         idempotency,
@@ -83,12 +90,14 @@ async def open_runtime(
         ),
         on_commit=on_commit,
         max_event_bytes=settings.max_event_bytes,
+        refusals=refusals,
     )
     database_file = sqlite_file(engine)
     checkpointer = None
     if database_file is not None:
         checkpointer = WalCheckpointer(database_file, synchronous=settings.sqlite_synchronous)
     await ingestor.start()
+    await refusals.start()
     if checkpointer is not None:
         checkpointer.start()
     try:
@@ -107,6 +116,7 @@ async def open_runtime(
         )
     finally:
         await ingestor.stop()
+        await refusals.stop()
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.stop)
         await engine.dispose()

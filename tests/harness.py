@@ -21,6 +21,7 @@ from gateway.pb.event_pb2 import Event
 from gateway.server import Bound, run
 from gateway.storage.engine import create_engine
 from gateway.storage.events import EventStore
+from gateway.storage.failed import FailedEvent, FailedEventStore
 from gateway.storage.tenants import TenantStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,20 @@ class Gateway:
 
     async def stored(self, project_id: str | None = None) -> list[Event]:
         return await stored_events(self.settings.database_url, project_id or self.project_id)
+
+    async def failed(self, *, at_least: int = 1, wait: float = 5.0) -> list[FailedEvent]:
+        """The project's failed events, once there are ``at_least`` of them (they are written
+        a moment after the answer) or ``wait`` seconds passed."""
+        engine = create_engine(Settings(database_url=self.settings.database_url))
+        try:
+            store, deadline = FailedEventStore(engine), time.monotonic() + wait
+            while True:
+                found = await store.list(self.project_id)
+                if len(found) >= at_least or time.monotonic() > deadline:
+                    return found
+                await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
 
 
 async def stored_events(database_url: str, project_id: str) -> list[Event]:

@@ -38,6 +38,7 @@ examples:
   eventgw keys create --project PROJECT_ID --prefix dbdy_ --rate-limit 100/min --json
   eventgw keys revoke KEY_ID
   eventgw events export --project PROJECT_ID --since 2026-01-01T00:00:00Z --limit 10
+  eventgw events failed --project PROJECT_ID --limit 20 --json
   eventgw purge
   eventgw bench --seconds 5 --json
   eventgw serve --workers 4 --database-url postgresql://eventgw@db/eventgw
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     krate.add_argument("rate_limit", help="N/s, N/min, or none")
     keys.set_defaults(func=cmd_keys)
 
-    events = sub.add_parser("events", help="export stored events as JSON lines")
+    events = sub.add_parser("events", help="stored events, and the events the gateway refused")
     esub = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
     export = esub.add_parser(
         "export",
@@ -144,9 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--project", required=True)
     export.add_argument("--since", help="ISO-8601 receive time")
     export.add_argument("--limit", type=int)
+    failed = esub.add_parser(
+        "failed",
+        parents=[common],
+        help="the items the gateway refused: when, where, why, and what was sent",
+    )
+    failed.add_argument("--project", required=True)
+    failed.add_argument("--since", help="ISO-8601 receive time")
+    failed.add_argument("--limit", type=int)
+    failed.add_argument("--json", action="store_true", help="JSON lines")
     events.set_defaults(func=cmd_events)
 
-    purge = sub.add_parser("purge", parents=[common], help="delete expired idempotency keys")
+    purge = sub.add_parser(
+        "purge", parents=[common], help="delete expired idempotency keys and old failed events"
+    )
     purge.add_argument("--retention", type=float, help="seconds a key is kept (default 86400)")
     purge.set_defaults(func=cmd_purge)
 

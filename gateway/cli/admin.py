@@ -1,12 +1,14 @@
 """The operator's administration commands, each a short run against the database: ``db``
 (schema migrations), ``projects`` and ``keys`` (tenants and their API keys; a key's secret is
-printed once, by ``keys create``), ``events export`` (stored events as Protobuf-JSON lines) and
-``purge`` (expired idempotency keys). Output is one line per row, or one JSON object per line
+printed once, by ``keys create``), ``events export`` (stored events as Protobuf-JSON lines),
+``events failed`` (the items the gateway refused) and ``purge`` (expired idempotency keys, old
+failed events). Output is one line per row, or one JSON object per line
 with ``--json``; a missing project or key is exit code 1."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,6 +18,8 @@ import orjson
 
 from gateway import migrate, progress
 from gateway.cli.common import iso, load_settings, run, with_stores
+from gateway.config import Settings
+from gateway.storage.engine import now_us
 
 # --- db ----------------------------------------------------------------------------------------
 
@@ -125,14 +129,16 @@ def _key_doc(record: Any) -> dict[str, Any]:
 
 
 def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from google.protobuf.json_format import MessageToJson
-
-    from gateway.pb.event_pb2 import Event
-
     since_us = None
     if args.since:
         moment = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
         since_us = int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1e6)
+    if args.events_command == "failed":
+        return _failed(args, env, since_us)
+
+    from google.protobuf.json_format import MessageToJson
+
+    from gateway.pb.event_pb2 import Event
 
     async def action(events: Any, **_: Any) -> int:
         out = sys.stdout
@@ -147,14 +153,51 @@ def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return run(with_stores(load_settings(args, env), action))
 
 
+def _failed(args: argparse.Namespace, env: Mapping[str, str], since_us: int | None) -> int:
+    """``events failed``: one line per refused item, oldest first; ``--json``: JSON lines, the
+    item's bytes as ``raw`` (UTF-8 text) or ``raw_base64`` (anything else, e.g. Protobuf)."""
+
+    async def action(failed: Any, **_: Any) -> int:
+        for item in await failed.list(args.project, since_us=since_us, limit=args.limit):
+            try:
+                raw: dict[str, str] = {"raw": item.raw.decode()}
+            except UnicodeDecodeError:
+                raw = {"raw_base64": base64.b64encode(item.raw).decode()}
+            if args.json:
+                line = {
+                    "received_at": iso(item.received_at),
+                    "dialect": item.dialect,
+                    "endpoint": item.endpoint,
+                    "code": item.code,
+                    "message": item.message,
+                    "field": item.field,
+                    **raw,
+                    "raw_size": item.raw_size,
+                }
+                print(orjson.dumps(line).decode())
+            else:
+                where = f" [{item.field}]" if item.field else ""
+                shown = raw.get("raw", f"<{item.raw_size} bytes>")
+                print(
+                    f"{iso(item.received_at)} {item.dialect} {item.endpoint} {item.code}{where}:"
+                    f" {item.message}  {shown[:200]}"
+                )
+        return 0
+
+    return run(with_stores(load_settings(args, env), action))
+
+
 def cmd_purge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     flags = {}
     if args.retention is not None:
         flags["idempotency_retention_seconds"] = args.retention
 
-    async def action(idempotency: Any, **_: Any) -> int:
+    async def action(idempotency: Any, failed: Any, settings: Settings, **_: Any) -> int:
         progress.note("eventgw: deleting expired idempotency keys…")
         print(f"purged {await idempotency.purge()} expired idempotency keys")
+        if settings.failed_event_retention_seconds > 0:
+            older_than = now_us() - int(settings.failed_event_retention_seconds * 1e6)
+            print(f"purged {await failed.purge(older_than)} failed events")
         return 0
 
     return run(with_stores(load_settings(args, env, **flags), action))

@@ -31,6 +31,7 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
 
 async def with_stores(settings: Settings, action: Callable[..., Coroutine[Any, Any, int]]) -> int:
     from gateway.storage.events import EventStore
+    from gateway.storage.failed import FailedEventStore
     from gateway.storage.idempotency import IdempotencyStore
     from gateway.storage.tenants import TenantStore
 
@@ -39,6 +40,8 @@ async def with_stores(settings: Settings, action: Callable[..., Coroutine[Any, A
         return await action(
             tenants=TenantStore(engine),
             events=EventStore(engine),
+            failed=FailedEventStore(engine, cap_per_project=settings.failed_events_per_project),
+            settings=settings,
             idempotency=IdempotencyStore(
                 engine,
                 retention_s=settings.idempotency_retention_seconds,

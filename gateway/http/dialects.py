@@ -15,6 +15,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 from aiohttp import web
 
 from adapters.base import Adapter, RawRequest, Rejection, Response, Translation
@@ -127,7 +128,7 @@ class DialectHandler:
         if origin and principal.allowed_origins and origin not in principal.allowed_origins:
             raise OriginNotAllowed("Origin not authorized")
         failure = translation.failure
-        submission = submission_of(raw, translation, principal.project_id)
+        submission = submission_of(raw, translation, principal.project_id, dialect=adapter.name)
         result = await self.runtime.ingestor.submit(submission)
         if result.replayed:  # counted when first processed
             info.replays = 1
@@ -182,7 +183,9 @@ class DialectHandler:
         )
 
 
-def submission_of(raw: RawRequest, translation: Translation, project_id: str) -> Submission:
+def submission_of(
+    raw: RawRequest, translation: Translation, project_id: str, *, dialect: str = ""
+) -> Submission:
     """What the pipeline is handed for a translated request of ``project_id``'s."""
     failure = translation.failure
     rejected = {
@@ -206,7 +209,24 @@ def submission_of(raw: RawRequest, translation: Translation, project_id: str) ->
         idempotency_key=raw.idempotency_key,
         fingerprint=_fingerprint(raw) if raw.idempotency_key is not None else "",
         per_item=raw.route.per_item,
+        dialect=dialect,
+        items=lambda: request_items(raw),
     )
+
+
+def request_items(raw: RawRequest) -> list[bytes]:
+    """Each item of ``raw``'s JSON body, as JSON, by index (read when one was refused): the
+    elements of a top-level array, or of the route's ``items_key`` array in an object; else the
+    body itself, one item (also when it is not JSON)."""
+    try:
+        body = orjson.loads(raw.body)
+    except orjson.JSONDecodeError:
+        return [raw.body]
+    if isinstance(body, dict) and isinstance(body.get(raw.route.items_key), list):
+        body = body[raw.route.items_key]
+    if isinstance(body, list):
+        return [orjson.dumps(item) for item in body]
+    return [raw.body]
 
 
 def _fingerprint(raw: RawRequest) -> str:

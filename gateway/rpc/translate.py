@@ -168,6 +168,8 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
         idempotency_key=key,
         fingerprint=fingerprint,
         per_item=True,
+        dialect="grpc",
+        items=lambda: batch.events,
     )
 
 

@@ -485,6 +485,11 @@ async def test_a_json_body_of_the_wrong_type_is_refused(
     else:
         assert 400 <= reply.status < 500, reply.body
         error_of(endpoint.dialect, reply)
+    # Kept as a failed event: what was sent, where, and why.
+    kept = await gateway.failed(at_least=len(body) if isinstance(body, list) else 1)
+    assert kept, "the refused item is kept"
+    assert {(f.dialect, f.endpoint) for f in kept} == {(endpoint.dialect, f"POST {endpoint.path}")}
+    assert any(b"42" in f.raw for f in kept) and all(f.code and f.message for f in kept)
 
 
 @pytest.mark.parametrize(
