@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from gateway import migrate
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TABLES = ("events", "idempotency_keys", "api_keys", "projects")
+TABLES = ("events", "idempotency_keys", "failed_events", "api_keys", "projects")
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
