@@ -121,6 +121,10 @@ def _vf(tag: str) -> dict[str, Any]:
     return {"external_user_id": "usr_42", "name": f"signup_{tag}"}
 
 
+def _vf_user(tag: str) -> dict[str, Any]:
+    return {"external_user_id": "usr_42", "email": "jane@acme.io", "traits": {"plan": tag}}
+
+
 ENDPOINTS = [
     Endpoint(
         "databuddy",
@@ -168,6 +172,10 @@ ENDPOINTS = [
         "vibefollow", "/api/v1/events/batch", "bearer", 202, lambda _, t: {"events": [_vf(t)]}
     ),
     Endpoint("vibefollow", "/api/v1/events/bulk", "bearer", 200, lambda _, t: {"events": [_vf(t)]}),
+    Endpoint("vibefollow", "/api/v1/users", "bearer", 202, lambda _, t: _vf_user(t)),
+    Endpoint(
+        "vibefollow", "/api/v1/users/bulk", "bearer", 200, lambda _, t: {"users": [_vf_user(t)]}
+    ),
 ]
 IDS = [e.id for e in ENDPOINTS]
 
@@ -461,6 +469,10 @@ PER_ITEM_REJECTED: dict[str, tuple[int, Callable[[Any], bool]]] = {
         200,
         lambda b: (b["data"]["accepted"], b["data"]["rejected"]) == (0, 1),
     ),
+    "/api/v1/users/bulk": (
+        200,
+        lambda b: (b["data"]["accepted"], b["data"]["rejected"]) == (0, 1),
+    ),
 }
 
 
@@ -469,10 +481,13 @@ async def test_a_json_body_of_the_wrong_type_is_refused(
     gateway: Gateway, http: aiohttp.ClientSession, endpoint: Endpoint
 ) -> None:
     body = endpoint.make(gateway.api_key, "typed")
-    # The name field of the (first) event, or the traits of an identify, becomes a number.
+    # The name field of the (first) event, the traits of an identify or the id an alias adds
+    # becomes a number.
     target = body[0]["payload"] if isinstance(body, list) else body
-    target = target.get("events", [target])[0] if isinstance(target, dict) else target
-    for name in ("name", "event", "event_name", "userProperties"):
+    if isinstance(target, dict):
+        target = target.get("events", target.get("users", [target]))[0]
+    typed = ("name", "event", "event_name", "userProperties", "traits", "properties", "alias_id")
+    for name in typed:
         if name in target:
             target[name] = 42
     reply = await endpoint.post(http, gateway, dumps(body))
@@ -520,6 +535,8 @@ async def test_a_non_json_content_type_is_refused(
         ("appizer", "/v1/events/batch/extra"),
         ("vibefollow", "/api/v1/events/nope"),
         ("vibefollow", "/api/v1/events/batch/"),
+        ("vibefollow", "/api/v1/users/nope"),
+        ("vibefollow", "/api/v1/users/bulk/"),
     ],
 )
 @pytest.mark.parametrize("method", ["POST", "GET"])
