@@ -167,6 +167,16 @@ ENDPOINTS = [
         200,
         lambda _, t: {"events": [{"event_name": t, "user_id": "u1"}]},
     ),
+    Endpoint(
+        "appizer", "/v1/users", "bearer", 200, lambda _, t: {"user_id": "u1", "properties": {t: 1}}
+    ),
+    Endpoint(
+        "appizer",
+        "/v1/users/aliases",
+        "bearer",
+        200,
+        lambda _, t: {"user_id": "u1", "alias_id": f"a-{t}"},
+    ),
     Endpoint("vibefollow", "/api/v1/events", "bearer", 202, lambda _, t: _vf(t)),
     Endpoint(
         "vibefollow", "/api/v1/events/batch", "bearer", 202, lambda _, t: {"events": [_vf(t)]}
@@ -531,7 +541,8 @@ async def test_a_non_json_content_type_is_refused(
     [
         ("ours", "/api/v1/nope"),
         ("ours", "/api/v1"),
-        ("appizer", "/v1/users"),
+        ("appizer", "/v1/users/nope"),
+        ("appizer", "/v1/audiences"),
         ("appizer", "/v1/events/batch/extra"),
         ("vibefollow", "/api/v1/events/nope"),
         ("vibefollow", "/api/v1/events/batch/"),

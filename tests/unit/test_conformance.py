@@ -66,6 +66,8 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ("appizer", "batch"): Minimal(
         {"events": [{"event_name": "signup", "user_id": "u1"}]}, BEARER, {}
     ),
+    ("appizer", "identify"): Minimal({"user_id": "u1"}, BEARER, {}),
+    ("appizer", "alias"): Minimal({"user_id": "u1", "alias_id": "a1"}, BEARER, {}),
     ("vibefollow", "single"): Minimal({"external_user_id": "u1", "name": "signup"}, BEARER, {}),
     ("vibefollow", "batch"): Minimal(
         {"events": [{"external_user_id": "u1", "name": "signup"}]}, BEARER, {}
