@@ -983,19 +983,80 @@ async def test_lossless_vibefollow(gateway: Gateway, http: aiohttp.ClientSession
     }
 
 
+USERS = [
+    (
+        "/v1/users",
+        {
+            "user_id": "user_123",
+            "email": "user@example.com",
+            "phone": "+1234567890",
+            "properties": {"plan": "premium"},
+            "origin": {"channel": "ios-app"},
+            **UNKNOWN,
+        },
+        {
+            "dialect": "appizer",
+            "type": "EVENT_TYPE_IDENTIFY",
+            "name": "$identify",
+            "identity": {"user_id": "user_123", "email": "user@example.com"},
+            "user_properties": {"plan": "premium"},
+            "extras": {"phone": "+1234567890", "origin": {"channel": "ios-app"}, **UNKNOWN},
+        },
+    ),
+    (
+        "/v1/users/aliases",
+        {"primary_user_id": "0f8f", "alias_id": "legacy_999", **UNKNOWN},
+        {
+            "dialect": "appizer",
+            "type": "EVENT_TYPE_ALIAS",
+            "name": "$alias",
+            "identity": {"previous_id": "legacy_999"},
+            "extras": {"primary_user_id": "0f8f", **UNKNOWN},
+        },
+    ),
+    (
+        "/api/v1/users",
+        {"external_user_id": "usr_42", "email": "jane@acme.io", "traits": {"seats": 3}, **UNKNOWN},
+        {
+            "dialect": "vibefollow",
+            "type": "EVENT_TYPE_IDENTIFY",
+            "name": "$identify",
+            "identity": {"external_id": "usr_42", "email": "jane@acme.io"},
+            "user_properties": {"seats": 3.0},
+            "extras": UNKNOWN,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "stored"), USERS, ids=[u[0] for u in USERS])
+async def test_lossless_users(
+    gateway: Gateway, http: aiohttp.ClientSession, path: str, body: Any, stored: Any
+) -> None:
+    headers = {**JSON, "Authorization": f"Bearer {gateway.api_key}", "Idempotency-Key": "ll-u"}
+    reply = await call(http, gateway, path, dumps(body), headers=headers)
+    assert reply.status in (200, 202), reply.body
+    [event] = await gateway.stored()
+    data = as_dict(event)
+    assert data.pop("id") and data.pop("occurred_at")  # the receive time: no client time
+    assert data == {"project_id": gateway.project_id, **stored}
+
+
 @pytest.mark.parametrize(
     ("path", "row"),
     [
         ("/v1/events/batch", {"event_name": "e", "user_id": "u"}),
         ("/api/v1/events/batch", {"external_user_id": "u", "name": "e"}),
         ("/api/v1/events/bulk", {"external_user_id": "u", "name": "e"}),
+        ("/api/v1/users/bulk", {"external_user_id": "u"}),
         ("/api/v1/batch", {"event": "e", "distinctId": "d"}),
     ],
 )
 async def test_unknown_batch_envelope_keys_are_kept(
     gateway: Gateway, http: aiohttp.ClientSession, path: str, row: dict[str, Any]
 ) -> None:
-    body = {"events": [row], "sent_at": "2024-03-01T12:00:00Z"}
+    rows = "users" if path.endswith("/users/bulk") else "events"
+    body = {rows: [row], "sent_at": "2024-03-01T12:00:00Z"}
     if path == "/api/v1/batch":
         body["token"] = gateway.api_key  # Ours: the key is the body's token
     reply = await call(
