@@ -139,6 +139,22 @@ def test_an_invalid_body_is_400_naming_the_field(
     assert answer_["error"] == "Bad Request" and field in answer_["message"]
 
 
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("identify", {"userId": "user_123", "traits": {"plan": "pro"}}),
+        ("alias", {"userId": "user_123", "previousId": "anon_1"}),
+    ],
+)
+def test_the_sdk_call_shape_is_no_wire_format(route: str, body: dict[str, Any]) -> None:
+    status, answer_ = answer(raw(body, route=route))
+    assert (status, answer_["code"], answer_["details"]) == (
+        400,
+        "MISSING_FIELD",
+        {"field": "user_id"},
+    )
+
+
 @pytest.mark.parametrize("route", ["identify", "alias"])
 def test_a_body_that_is_not_an_object_is_invalid_request(route: str) -> None:
     status, body = answer(raw([ALIAS], route=route))
