@@ -44,11 +44,9 @@ def user(request: RawRequest, fields: Fields) -> Event:
     """A user to create or update, as an identify event; ``FieldError`` names the bad field."""
     user_id = required_text(fields, "user_id", max_len=MAX_USER_ID)
     email = fields.text("email", max_len=MAX_EMAIL)
-    fields.text("phone", max_len=MAX_PHONE)  # checked, then kept in extras (no typed home)
-    fields.used.discard("phone")
+    phone = fields.text("phone", max_len=MAX_PHONE)
     properties = fields.mapping("properties", max_bytes=MAX_PROPERTIES_BYTES)
-    fields.mapping("origin", max_bytes=MAX_PROPERTIES_BYTES)  # free-form: kept in extras
-    fields.used.discard("origin")
+    origin = fields.mapping("origin", max_bytes=MAX_PROPERTIES_BYTES)  # free-form metadata
     rest = extras(fields)
     event = _event(request, EventType.EVENT_TYPE_IDENTIFY, IDENTIFY_EVENT)
     event.identity.user_id = user_id
@@ -58,6 +56,11 @@ def user(request: RawRequest, fields: Fields) -> Event:
         event.user_properties.CopyFrom(to_struct(properties))
     if rest is not None:
         event.extras.CopyFrom(rest)
+    # Checked above, but with no typed home: kept under their wire names.
+    if phone is not None:
+        event.extras["phone"] = phone
+    if origin is not None:
+        event.extras["origin"] = origin
     return event
 
 
@@ -65,7 +68,6 @@ def alias(request: RawRequest, fields: Fields) -> Event:
     """An alias of an existing user, as an alias event; ``FieldError`` names the bad field."""
     user_id = fields.text("user_id", min_len=1, max_len=MAX_USER_ID)
     primary = fields.text("primary_user_id", min_len=1, max_len=MAX_USER_ID)
-    fields.used.discard("primary_user_id")  # kept in extras under its name
     if user_id is None and primary is None:
         raise FieldError("user_id", "required")
     alias_id = required_text(fields, "alias_id", max_len=MAX_USER_ID)
@@ -76,4 +78,6 @@ def alias(request: RawRequest, fields: Fields) -> Event:
     event.identity.previous_id = alias_id
     if rest is not None:
         event.extras.CopyFrom(rest)
+    if primary is not None:  # the vendor's own id of the user: no typed home
+        event.extras["primary_user_id"] = primary
     return event
