@@ -66,6 +66,8 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ("appizer", "batch"): Minimal(
         {"events": [{"event_name": "signup", "user_id": "u1"}]}, BEARER, {}
     ),
+    ("appizer", "identify"): Minimal({"user_id": "u1"}, BEARER, {}),
+    ("appizer", "alias"): Minimal({"user_id": "u1", "alias_id": "a1"}, BEARER, {}),
     ("vibefollow", "single"): Minimal({"external_user_id": "u1", "name": "signup"}, BEARER, {}),
     ("vibefollow", "batch"): Minimal(
         {"events": [{"external_user_id": "u1", "name": "signup"}]}, BEARER, {}
@@ -73,6 +75,8 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ("vibefollow", "bulk"): Minimal(
         {"events": [{"external_user_id": "u1", "name": "signup"}]}, BEARER, {}
     ),
+    ("vibefollow", "users"): Minimal({"external_user_id": "u1"}, BEARER, {}),
+    ("vibefollow", "users_bulk"): Minimal({"users": [{"external_user_id": "u1"}]}, BEARER, {}),
 }
 
 # Routes that answer per item: the predicate says the body reports nothing accepted.
@@ -81,6 +85,7 @@ NOTHING_ACCEPTED: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("databuddy", "track"): lambda b: b.get("count") == 0,  # `[]`: an empty batch, count 0
     ("ours", "batch"): lambda b: b["accepted"] == 0,
     ("vibefollow", "bulk"): lambda b: b["data"]["accepted"] == 0,
+    ("vibefollow", "users_bulk"): lambda b: b["data"]["accepted"] == 0,
 }
 
 DEEP = 200_000

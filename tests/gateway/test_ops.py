@@ -232,6 +232,43 @@ async def test_access_log_lines_are_json_without_secrets_or_payloads(
     assert MARKER not in everything
 
 
+# The users endpoints, with one valid body each: (path, dialect, endpoint, status, body).
+USERS = [
+    ("/v1/users", "appizer", "identify", 200, {"user_id": "u1", "properties": {"m": MARKER}}),
+    ("/v1/users/aliases", "appizer", "alias", 200, {"user_id": "u1", "alias_id": MARKER}),
+    ("/api/v1/users", "vibefollow", "users", 202, {"external_user_id": "u1"}),
+    (
+        "/api/v1/users/bulk",
+        "vibefollow",
+        "users_bulk",
+        200,
+        {"users": [{"external_user_id": "u1"}]},
+    ),
+]
+
+
+async def test_users_endpoints_are_counted_and_logged_by_endpoint(
+    gateway: Gateway, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventgw.access")
+    auth = {"Authorization": f"Bearer {gateway.api_key}"}
+    for path, _, endpoint, status, body in USERS:
+        got, _, _ = await post(http, gateway, path, body, {**auth, "X-Request-Id": endpoint})
+        assert got == status
+    m = await scrape(http, gateway)
+    lines = [
+        json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "eventgw.access"
+    ]
+    for _, dialect, endpoint, status, _ in USERS:
+        labels = {"dialect": dialect, "endpoint": endpoint}
+        assert value(m, "eventgw_requests_total", **labels, status=str(status)) == 1
+        assert value(m, "eventgw_request_duration_seconds_count", **labels) == 1
+        [line] = [line for line in lines if line.get("request_id") == endpoint]
+        assert (line["dialect"], line["endpoint"], line["status"]) == (dialect, endpoint, status)
+        assert (line["events"], line["accepted"]) == (1, 1)
+    assert MARKER not in caplog.text + "\n".join(JsonFormatter().format(r) for r in caplog.records)
+
+
 async def test_request_id_is_echoed_accepted_or_replaced(
     gateway: Gateway, http: aiohttp.ClientSession
 ) -> None:

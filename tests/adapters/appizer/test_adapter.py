@@ -85,6 +85,8 @@ def test_dialect_surface() -> None:
     assert [(r.method, r.path, r.name) for r in ADAPTER.routes] == [
         ("POST", "/v1/events", "single"),
         ("POST", "/v1/events/batch", "batch"),
+        ("POST", "/v1/users", "identify"),
+        ("POST", "/v1/users/aliases", "alias"),
     ]
     assert tuple(ADAPTER.prefixes) == ("/v1",)
     assert tuple(ADAPTER.cors_allow_headers) == ()

@@ -85,8 +85,11 @@ def test_dialect_surface() -> None:
         ("POST", "/api/v1/events", "single", None),
         ("POST", "/api/v1/events/batch", "batch", 5_000_000),
         ("POST", "/api/v1/events/bulk", "bulk", None),
+        ("POST", "/api/v1/users", "users", None),
+        ("POST", "/api/v1/users/bulk", "users_bulk", None),
     ]
-    assert tuple(ADAPTER.prefixes) == ("/api/v1/events",)
+    assert [r.name for r in ADAPTER.routes if r.per_item] == ["bulk", "users_bulk"]
+    assert tuple(ADAPTER.prefixes) == ("/api/v1/events", "/api/v1/users")
 
 
 def test_seed_event_maps_every_field() -> None:

@@ -121,6 +121,10 @@ def _vf(tag: str) -> dict[str, Any]:
     return {"external_user_id": "usr_42", "name": f"signup_{tag}"}
 
 
+def _vf_user(tag: str) -> dict[str, Any]:
+    return {"external_user_id": "usr_42", "email": "jane@acme.io", "traits": {"plan": tag}}
+
+
 ENDPOINTS = [
     Endpoint(
         "databuddy",
@@ -163,11 +167,25 @@ ENDPOINTS = [
         200,
         lambda _, t: {"events": [{"event_name": t, "user_id": "u1"}]},
     ),
+    Endpoint(
+        "appizer", "/v1/users", "bearer", 200, lambda _, t: {"user_id": "u1", "properties": {t: 1}}
+    ),
+    Endpoint(
+        "appizer",
+        "/v1/users/aliases",
+        "bearer",
+        200,
+        lambda _, t: {"user_id": "u1", "alias_id": f"a-{t}"},
+    ),
     Endpoint("vibefollow", "/api/v1/events", "bearer", 202, lambda _, t: _vf(t)),
     Endpoint(
         "vibefollow", "/api/v1/events/batch", "bearer", 202, lambda _, t: {"events": [_vf(t)]}
     ),
     Endpoint("vibefollow", "/api/v1/events/bulk", "bearer", 200, lambda _, t: {"events": [_vf(t)]}),
+    Endpoint("vibefollow", "/api/v1/users", "bearer", 202, lambda _, t: _vf_user(t)),
+    Endpoint(
+        "vibefollow", "/api/v1/users/bulk", "bearer", 200, lambda _, t: {"users": [_vf_user(t)]}
+    ),
 ]
 IDS = [e.id for e in ENDPOINTS]
 
@@ -461,6 +479,10 @@ PER_ITEM_REJECTED: dict[str, tuple[int, Callable[[Any], bool]]] = {
         200,
         lambda b: (b["data"]["accepted"], b["data"]["rejected"]) == (0, 1),
     ),
+    "/api/v1/users/bulk": (
+        200,
+        lambda b: (b["data"]["accepted"], b["data"]["rejected"]) == (0, 1),
+    ),
 }
 
 
@@ -469,10 +491,13 @@ async def test_a_json_body_of_the_wrong_type_is_refused(
     gateway: Gateway, http: aiohttp.ClientSession, endpoint: Endpoint
 ) -> None:
     body = endpoint.make(gateway.api_key, "typed")
-    # The name field of the (first) event, or the traits of an identify, becomes a number.
+    # The name field of the (first) event, the traits of an identify or the id an alias adds
+    # becomes a number.
     target = body[0]["payload"] if isinstance(body, list) else body
-    target = target.get("events", [target])[0] if isinstance(target, dict) else target
-    for name in ("name", "event", "event_name", "userProperties"):
+    if isinstance(target, dict):
+        target = target.get("events", target.get("users", [target]))[0]
+    typed = ("name", "event", "event_name", "userProperties", "traits", "properties", "alias_id")
+    for name in typed:
         if name in target:
             target[name] = 42
     reply = await endpoint.post(http, gateway, dumps(body))
@@ -521,10 +546,13 @@ async def test_a_non_json_content_type_is_refused(
     [
         ("ours", "/api/v1/nope"),
         ("ours", "/api/v1"),
-        ("appizer", "/v1/users"),
+        ("appizer", "/v1/users/nope"),
+        ("appizer", "/v1/audiences"),
         ("appizer", "/v1/events/batch/extra"),
         ("vibefollow", "/api/v1/events/nope"),
         ("vibefollow", "/api/v1/events/batch/"),
+        ("vibefollow", "/api/v1/users/nope"),
+        ("vibefollow", "/api/v1/users/bulk/"),
     ],
 )
 @pytest.mark.parametrize("method", ["POST", "GET"])
@@ -960,19 +988,80 @@ async def test_lossless_vibefollow(gateway: Gateway, http: aiohttp.ClientSession
     }
 
 
+USERS = [
+    (
+        "/v1/users",
+        {
+            "user_id": "user_123",
+            "email": "user@example.com",
+            "phone": "+1234567890",
+            "properties": {"plan": "premium"},
+            "origin": {"channel": "ios-app"},
+            **UNKNOWN,
+        },
+        {
+            "dialect": "appizer",
+            "type": "EVENT_TYPE_IDENTIFY",
+            "name": "$identify",
+            "identity": {"user_id": "user_123", "email": "user@example.com"},
+            "user_properties": {"plan": "premium"},
+            "extras": {"phone": "+1234567890", "origin": {"channel": "ios-app"}, **UNKNOWN},
+        },
+    ),
+    (
+        "/v1/users/aliases",
+        {"primary_user_id": "0f8f", "alias_id": "legacy_999", **UNKNOWN},
+        {
+            "dialect": "appizer",
+            "type": "EVENT_TYPE_ALIAS",
+            "name": "$alias",
+            "identity": {"previous_id": "legacy_999"},
+            "extras": {"primary_user_id": "0f8f", **UNKNOWN},
+        },
+    ),
+    (
+        "/api/v1/users",
+        {"external_user_id": "usr_42", "email": "jane@acme.io", "traits": {"seats": 3}, **UNKNOWN},
+        {
+            "dialect": "vibefollow",
+            "type": "EVENT_TYPE_IDENTIFY",
+            "name": "$identify",
+            "identity": {"external_id": "usr_42", "email": "jane@acme.io"},
+            "user_properties": {"seats": 3.0},
+            "extras": UNKNOWN,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "stored"), USERS, ids=[u[0] for u in USERS])
+async def test_lossless_users(
+    gateway: Gateway, http: aiohttp.ClientSession, path: str, body: Any, stored: Any
+) -> None:
+    headers = {**JSON, "Authorization": f"Bearer {gateway.api_key}", "Idempotency-Key": "ll-u"}
+    reply = await call(http, gateway, path, dumps(body), headers=headers)
+    assert reply.status in (200, 202), reply.body
+    [event] = await gateway.stored()
+    data = as_dict(event)
+    assert data.pop("id") and data.pop("occurred_at")  # the receive time: no client time
+    assert data == {"project_id": gateway.project_id, **stored}
+
+
 @pytest.mark.parametrize(
     ("path", "row"),
     [
         ("/v1/events/batch", {"event_name": "e", "user_id": "u"}),
         ("/api/v1/events/batch", {"external_user_id": "u", "name": "e"}),
         ("/api/v1/events/bulk", {"external_user_id": "u", "name": "e"}),
+        ("/api/v1/users/bulk", {"external_user_id": "u"}),
         ("/api/v1/batch", {"event": "e", "distinctId": "d"}),
     ],
 )
 async def test_unknown_batch_envelope_keys_are_kept(
     gateway: Gateway, http: aiohttp.ClientSession, path: str, row: dict[str, Any]
 ) -> None:
-    body = {"events": [row], "sent_at": "2024-03-01T12:00:00Z"}
+    rows = "users" if path.endswith("/users/bulk") else "events"
+    body = {rows: [row], "sent_at": "2024-03-01T12:00:00Z"}
     if path == "/api/v1/batch":
         body["token"] = gateway.api_key  # Ours: the key is the body's token
     reply = await call(

@@ -43,7 +43,11 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 DEFAULTS = Settings()
 # Routes whose dialect answers per item: junk items are errors inside a 2xx, stored nothing.
-PER_ITEM = {("databuddy", "/batch"), ("vibefollow", "/api/v1/events/bulk")}
+PER_ITEM = {
+    ("databuddy", "/batch"),
+    ("vibefollow", "/api/v1/events/bulk"),
+    ("vibefollow", "/api/v1/users/bulk"),
+}
 # Databuddy's /track takes "an array of at most 100" events: an empty one is a no-op success.
 NO_OP = {("/track", "empty_array")}
 RSS_LIMIT = 600 * 1_000_000
