@@ -8,7 +8,6 @@ adapter turns into a per-item ``Rejection`` or an all-or-nothing ``ValidationFai
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Collection, Mapping
@@ -21,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from adapters.base import RawRequest, Response
 from gateway.errors import MalformedBody, UnsupportedMediaType
+from gateway.ids import uuid5, uuid7
 
 JSON_MEDIA_TYPES = frozenset({"application/json", "text/plain", ""})
 # Nesting deeper than this is refused in any properties object: protobuf's own decoder refuses
@@ -63,20 +63,13 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
 
 
 def generated_id(request: RawRequest, index: int) -> str:
-    """A deterministic id for item ``index``: from the Idempotency-Key when there is one (so a
-    retry maps to the same ids and deduplicates), else from the request id."""
-    seed = request.idempotency_key or f"request:{request.request_id}"
-    return uuid5(_ID_NAMESPACE_BYTES, f"{request.route.path}\x00{seed}\x00{index}")
-
-
-def uuid5(namespace: bytes, name: str) -> str:
-    """``str(uuid.uuid5(UUID(bytes=namespace), name))``, without building ``UUID`` objects (this
-    runs for most events of a batch)."""
-    digest = bytearray(hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest())
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """The id of item ``index`` when it brings none (``gateway.ids``): from the Idempotency-Key
+    when there is one (a retry maps to the same ids and deduplicates), else time-ordered from the
+    request's receive time and id."""
+    if request.idempotency_key:
+        name = f"{request.route.path}\x00{request.idempotency_key}\x00{index}"
+        return uuid5(_ID_NAMESPACE_BYTES, name)
+    return uuid7(request.request_id, request.received_at, index)
 
 
 def batch_envelope(body: Mapping[str, Any], known: Collection[str]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ into a ``SubmitBatchResponse``. Pure: no I/O, no grpc; the servicer does the res
 Events are validated one by one against ``RULES`` (a bad event is rejected with the rule's code,
 message and field; the rest are stored) and normalized: ``dialect = "grpc"``, the project, the
 receive time, and when absent the type (track), the occurred-at time (the receive time) and the id
-(derived from the idempotency key and the index, so a retry derives the same one).
+(derived from the idempotency key and the index, so a retry derives the same one; without a key,
+time-ordered: ``gateway.ids``).
 
 Each event is stored as the client encoded it. What the gateway sets is appended to those bytes
 as a serialized suffix rather than set on the message: protobuf keeps the last value of a scalar
@@ -17,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import InvalidRequest
+from gateway.ids import uuid5, uuid7
 from gateway.model import TYPE_NAMES, Encoded, Outcome, Result, Status, Submission
 from gateway.pb.event_pb2 import Event, EventType
 from gateway.pb.gateway_pb2 import EventStatus, SubmitBatchResponse
@@ -30,7 +33,7 @@ from gateway.rpc.batch import Batch
 ENDPOINT = "grpc SubmitBatch"
 MAX_ID = 512
 MAX_NAME = 1024
-_ID_NAMESPACE = uuid.UUID("0b6a7c52-3c5e-4d44-9b1a-6a8f3b1f0c11")
+_ID_NAMESPACE_BYTES = uuid.UUID("0b6a7c52-3c5e-4d44-9b1a-6a8f3b1f0c11").bytes
 _MIN_SECONDS, _MAX_SECONDS = 946_684_800, 4_102_444_800  # 2000-01-01, 2100-01-01
 # Enum values as plain ints: protobuf's enum wrappers resolve attributes slowly (hot path).
 _EVENT_TYPES = frozenset(EventType.values())
@@ -130,6 +133,8 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
         raise InvalidRequest(f"at most {max_events} events per batch")
     key = request.idempotency_key or None
     now_ns = time.time_ns()
+    received = datetime.fromtimestamp(now_ns // 1000 / 1_000_000, tz=UTC)
+    batch_id = ""  # drawn when an event without an id needs one
     suffixes = _suffixes(project_id, _received(now_ns))
     rejected: dict[int, Outcome] = {}
     ids: list[str] = []
@@ -148,8 +153,11 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
             continue
         event_id, kind, timed = checked
         if not event_id:
-            seed = f"key:{key}" if key else f"request:{uuid.uuid4().hex}"
-            event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{seed}\x00{index}"))
+            if key:
+                event_id = uuid5(_ID_NAMESPACE_BYTES, f"key:{key}\x00{index}")
+            else:  # time-ordered (a random per-batch part, the receive time, the index)
+                batch_id = batch_id or uuid.uuid4().hex
+                event_id = uuid7(batch_id, received, index)
             encoded += Event(id=event_id).SerializeToString()
         payloads.append(_join((encoded, suffixes[(not kind) * 2 + (not timed)])))
         ids.append(event_id)
