@@ -12,7 +12,8 @@ from google.protobuf.json_format import MessageToDict
 
 from adapters.base import RawRequest, Rejection, Route, Translation
 from adapters.databuddy import BATCH, SINGLE, TRACK, Databuddy
-from adapters.databuddy_events import WRAPPER_EXTRAS_KEY, SchemaRejection
+from adapters.databuddy.envelope import SchemaRejection
+from adapters.databuddy.events import WRAPPER_EXTRAS_KEY
 from adapters.fields import generated_id
 from adapters.registry import Registry
 from gateway.errors import (

@@ -3,63 +3,54 @@
 ``/batch`` and ``/`` are the browser tracker's endpoints, keyed by a public website id
 (``ProjectRef``); ``/batch`` answers per item (an invalid item is an error result inside a 200).
 ``/track`` is the server-side custom-event endpoint, keyed by an API key (or a website id), and is
-all-or-nothing. Payload fields are mapped by ``adapters.databuddy_events`` (valid tracker
-payloads by ``adapters.databuddy_fast``); this module owns credentials, request and item shapes
-and the vendor's response and error envelopes (dialects.md §1).
+all-or-nothing. The package: ``wire`` (the typed wire schema: what is valid, and the field a
+rejection names), ``events`` (the one mapping from the wire to canonical events), ``envelope``
+(the vendor's answers and errors); this module owns the routes, credentials and item shapes.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from adapters.base import RawRequest, Rejection, Response, Route, Translation
-from adapters.databuddy_events import (
-    KINDS,
-    SCHEMA_ERROR,
-    UNKNOWN_TYPE,
+from adapters.databuddy.envelope import (
+    INVALID_BODY,
     SchemaRejection,
+    error_response,
+    event_result,
+    rejection_result,
+)
+from adapters.databuddy.events import (
+    CUSTOM_FIELDS,
+    LINK_FIELDS,
+    TRACK_FIELDS,
     custom_event,
-    outgoing_link_event,
+    link_event,
     set_extras,
     track_event,
 )
-from adapters.databuddy_fast import fast_batch, fast_track_event
-from adapters.fields import (
-    JSON_MEDIA_TYPES,
-    FieldError,
-    Fields,
-    generated_id,
-    json_response,
-    parse_json,
+from adapters.databuddy.wire import (
+    KINDS,
+    SCHEMA_ERROR,
+    UNKNOWN_TYPE,
+    CustomPayload,
+    LinkPayload,
+    TrackPayload,
+    decode_batch,
+    parse,
 )
-from gateway.errors import (
-    GatewayError,
-    InvalidCredential,
-    InvalidRequest,
-    MalformedBody,
-    MethodNotAllowed,
-    MissingCredential,
-    MissingScope,
-    OriginNotAllowed,
-    ProjectMismatch,
-    RetryableError,
-    UnknownProject,
-)
-from gateway.model import ApiKey, Credential, Outcome, ProjectRef, Result, Status
-from gateway.pb.event_pb2 import Event, EventType
+from adapters.fields import JSON_MEDIA_TYPES, FieldError, generated_id, json_response, parse_json
+from gateway.errors import GatewayError, InvalidRequest, MalformedBody
+from gateway.model import ApiKey, Credential, ProjectRef, Result
+from gateway.pb.event_pb2 import Event
 
 BATCH = Route(path="/batch", name="batch", max_body_bytes=1024 * 1024, cors=True, per_item=True)
 TRACK = Route(path="/track", name="track", cors=True)
 SINGLE = Route(path="/", name="single", cors=True)
 MAX_BATCH = 100
-_OUTGOING_LINK = EventType.EVENT_TYPE_OUTGOING_LINK
-_UUID_LENGTH = 36
-INVALID_BODY = "Invalid request body"
 
 
 class Databuddy:
@@ -84,11 +75,11 @@ class Databuddy:
             return self._translate_track(request)
         credential = _client_id(request)
         if request.route.name == BATCH.name and request.media_type in JSON_MEDIA_TYPES:
-            # The tracker's batches are mostly page views: decoded straight into events when
-            # every item is one the fast path builds.
-            fast = fast_batch(request.body, request.received_at, partial(generated_id, request))
-            if fast is not None and len(fast) <= MAX_BATCH:
-                return Translation(credential=credential, items=fast)
+            # The tracker's batches: decoded straight into structs when every item is a track
+            # payload with only known keys (no dicts, no extras to keep).
+            payloads = decode_batch(request.body)
+            if payloads is not None and len(payloads) <= MAX_BATCH:
+                return Translation(credential=credential, items=_track_items(request, payloads))
         try:
             body = parse_json(request)
         except GatewayError as exc:
@@ -120,22 +111,18 @@ class Databuddy:
         for index, data in enumerate(raw):
             prefix = "" if single else f"[{index}]."
             if not isinstance(data, dict):
-                field = prefix.rstrip(".") or None
-                return Translation(
-                    credential=credential, failure=InvalidRequest(INVALID_BODY, field=field)
-                )
-            f = Fields(data, prefix=prefix)
+                failure = InvalidRequest(INVALID_BODY, field=prefix.rstrip(".") or None)
+                return Translation(credential=credential, failure=failure)
             try:
-                event, website_id = custom_event(
-                    f, default_id=generated_id(request, index), received_at=request.received_at
-                )
-                set_extras(f, event)
+                payload = parse(data, CustomPayload, prefix=prefix)
+                event = custom_event(payload, generated_id(request, index), request.received_at)
+                set_extras(event, data, CUSTOM_FIELDS, prefix=prefix)
             except FieldError as exc:
                 failure = InvalidRequest(INVALID_BODY, field=exc.field)
                 return Translation(credential=credential, failure=failure)
             events.append(event)
-            if website_id is not None:
-                claimed.add(website_id)
+            if payload.websiteId:
+                claimed.add(payload.websiteId)
         credential = _track_credential(request, raw[0] if raw else None)
         return Translation(credential=credential, items=events, claimed_projects=frozenset(claimed))
 
@@ -146,9 +133,9 @@ class Databuddy:
         batched = dict.fromkeys(KINDS, 0)
         for index, item in enumerate(translation.items):
             if isinstance(item, Rejection):
-                results.append(_rejection_result(item))
+                results.append(rejection_result(item))
                 continue
-            answer = _event_result(request, index, item, result[index])
+            answer = event_result(request, index, item, result[index])
             if answer["status"] == "success":
                 batched[answer["type"]] += 1
             results.append(answer)
@@ -175,17 +162,23 @@ class Databuddy:
         return json_response(200, body)
 
     def render_error(self, request: RawRequest | None, error: GatewayError) -> Response:
-        route = request.route.name if request is not None else None
-        status, message = _error_form(route, error)
-        headers: dict[str, str] = {}
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            headers["Retry-After"] = str(max(0, math.ceil(error.retry_after)))
-        if isinstance(error, MethodNotAllowed) and error.allowed:
-            headers["Allow"] = ", ".join(error.allowed)
-        return json_response(status, {"status": "error", "message": message}, headers)
+        return error_response(request.route.name if request is not None else None, error)
 
 
 # -- items -------------------------------------------------------------------------------------
+
+
+def _track_items(request: RawRequest, payloads: list[TrackPayload]) -> list[Event | Rejection]:
+    """The items of a batch decoded whole: an event each, or the rejection of a check the
+    struct could not make."""
+    items: list[Event | Rejection] = []
+    for index, p in enumerate(payloads):
+        default_id = "" if p.eventId else generated_id(request, index)
+        try:
+            items.append(track_event(p, default_id, request.received_at))
+        except FieldError as exc:
+            items.append(_schema_rejection(index, "track", p.eventId, exc))
+    return items
 
 
 def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection:
@@ -214,37 +207,31 @@ def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection
             field="payload",
             detail="must be an object",
         )
-    f = Fields(data)
-    wrapper: dict[str, Any] = {}
-    if wrapped:
-        wrapper = {k: v for k, v in item.items() if k not in ("type", "payload")}
-    else:
-        f.used.add("type")
-    # The generated id is needed only when the payload brings none (hashing it is a good part
-    # of an event's cost).
-    default_id = "" if event_id or kind != "track" else generated_id(request, index)
-    if kind == "track" and not wrapper:
-        fast = fast_track_event(
-            data, default_id=default_id, received_at=request.received_at, bare=not wrapped
-        )
-        if fast is not None:
-            return fast
+    wrapper = {k: v for k, v in item.items() if k not in ("type", "payload")} if wrapped else {}
     try:
         if kind == "track":
-            event = track_event(f, default_id=default_id, received_at=request.received_at)
+            payload = parse(data, TrackPayload)
+            default_id = "" if payload.eventId else generated_id(request, index)
+            event = track_event(payload, default_id, request.received_at)
+            known = TRACK_FIELDS if wrapped else TRACK_FIELDS | {"type"}
         else:
-            event = outgoing_link_event(f, received_at=request.received_at)
-        set_extras(f, event, wrapper)
+            event = link_event(parse(data, LinkPayload), request.received_at)
+            known = LINK_FIELDS if wrapped else LINK_FIELDS | {"type"}
+        set_extras(event, data, known, wrapper)
     except FieldError as exc:
-        return SchemaRejection(
-            index=index,
-            message=SCHEMA_ERROR,
-            kind=kind,
-            event_id=event_id,
-            field=exc.field,
-            detail=exc.message,
-        )
+        return _schema_rejection(index, kind, event_id, exc)
     return event
+
+
+def _schema_rejection(index: int, kind: str, event_id: str | None, exc: FieldError) -> Rejection:
+    return SchemaRejection(
+        index=index,
+        message=SCHEMA_ERROR,
+        kind=kind,
+        event_id=event_id,
+        field=exc.field,
+        detail=exc.message,
+    )
 
 
 # -- credentials -------------------------------------------------------------------------------
@@ -273,69 +260,3 @@ def _track_credential(request: RawRequest, first_event: Any) -> Credential | Non
     claimed = first_event.get("websiteId") if isinstance(first_event, dict) else None
     found = _first([request.query.get("website_id"), claimed if isinstance(claimed, str) else None])
     return ProjectRef(found) if found else None
-
-
-def _rejection_result(item: Rejection) -> dict[str, Any]:
-    if item.code == "unknown_type":
-        return {"status": "error", "message": item.message, "eventType": item.kind}
-    result: dict[str, Any] = {
-        "status": "error",
-        "message": item.message,
-        "eventType": item.kind or "track",
-    }
-    if item.event_id is not None:
-        result["eventId"] = item.event_id
-    detail = item.detail if isinstance(item, SchemaRejection) else item.message
-    result["errors"] = [{"field": item.field or "", "message": detail}]
-    return result
-
-
-def _event_result(
-    request: RawRequest, index: int, event: Event, outcome: Outcome
-) -> dict[str, Any]:
-    link = event.type == _OUTGOING_LINK
-    kind = "outgoing_link" if link else "track"
-    result: dict[str, Any] = {"status": "success", "type": kind}
-    # Like the vendor, echo `eventId` only when the client sent one (ours are generated ids,
-    # UUIDs: an id of another length cannot be one).
-    event_id = event.id
-    given = link or len(event_id) != _UUID_LENGTH or event_id != generated_id(request, index)
-    if outcome.status is Status.REJECTED:
-        message = outcome.message or SCHEMA_ERROR
-        result = {"status": "error", "message": message, "eventType": kind}
-        if outcome.field:
-            result["errors"] = [{"field": outcome.field, "message": message}]
-    if given:
-        result["eventId"] = event_id
-    return result
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-# The vendor's own forms, which differ between the tracker endpoints and /track.
-_BEACON_ERRORS: Mapping[type[GatewayError], tuple[int, str]] = {
-    MissingCredential: (400, "Missing client ID"),
-    InvalidCredential: (400, "Invalid or inactive client ID"),
-    UnknownProject: (400, "Invalid or inactive client ID"),
-}
-_TRACK_ERRORS: Mapping[type[GatewayError], tuple[int, str]] = {
-    MissingCredential: (401, "API key or website_id required"),
-    InvalidCredential: (401, "Invalid API key"),
-    UnknownProject: (404, "Website not found"),
-    InvalidRequest: (400, INVALID_BODY),
-}
-_COMMON_ERRORS: Mapping[type[GatewayError], tuple[int, str]] = {
-    MissingScope: (403, "API key missing track:events scope"),
-    ProjectMismatch: (403, "Website scope mismatch"),
-    OriginNotAllowed: (403, "Origin not authorized"),
-}
-
-
-def _error_form(route: str | None, error: GatewayError) -> tuple[int, str]:
-    """The vendor's status and message for ``error`` on ``route`` (None: no route matched)."""
-    table = {TRACK.name: _TRACK_ERRORS, BATCH.name: _BEACON_ERRORS, SINGLE.name: _BEACON_ERRORS}
-    forms = {**_COMMON_ERRORS, **table.get(route or "", {})}
-    for cls in type(error).__mro__:
-        if cls in forms:
-            return forms[cls]
-    return error.http_status, error.message

@@ -1,7 +1,7 @@
-"""The Databuddy ``track`` fast path (``adapters.databuddy_fast``) against the reference path
-(``track_event`` + ``set_extras`` through ``Fields``): for any payload, and any ``/batch`` body
-decoded whole, either the fast path declines (None) or it builds exactly the reference's events;
-and the payloads real trackers send take it."""
+"""Databuddy's wire schema (``adapters.databuddy.wire``): the one path from a payload to an event
+or to the rejection naming its offending field. A ``/batch`` body decoded whole into structs gives
+exactly the items it gives item by item; the tracker's payloads are decoded whole; every value at
+a key's edge is either accepted or rejected naming that key, in the vendor's words."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.databuddy_events import set_extras, track_event
-from adapters.databuddy_fast import fast_batch, fast_track_event
-from adapters.fields import FieldError, Fields
+from adapters.base import RawRequest, Rejection
+from adapters.databuddy import BATCH, Databuddy, beacon_item
+from adapters.databuddy.envelope import SchemaRejection
+from adapters.databuddy.wire import decode_batch
 from gateway.pb.event_pb2 import Event
+
+ADAPTER = Databuddy()
 
 RECEIVED_AT = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 NOW_MS = int(RECEIVED_AT.timestamp() * 1000)
@@ -143,109 +145,88 @@ def tracker_payloads(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-def reference(data: dict[str, Any], *, bare: bool, default_id: str = "generated") -> Event | None:
-    f = Fields(data)
-    if bare:
-        f.used.add("type")
-    try:
-        event = track_event(f, default_id=default_id, received_at=RECEIVED_AT)
-        set_extras(f, event)
-    except FieldError:
-        return None
-    return event
+def request(items: list[Any], *, ascii_only: bool = True) -> RawRequest:
+    return RawRequest(
+        route=BATCH,
+        headers={},
+        query={"client_id": "site"},
+        body=json.dumps(items, ensure_ascii=ascii_only).encode(),
+        media_type="application/json",
+        received_at=RECEIVED_AT,
+        request_id="wire",
+    )
 
 
-def fast(data: dict[str, Any], *, bare: bool) -> Event | None:
-    return fast_track_event(data, default_id="generated", received_at=RECEIVED_AT, bare=bare)
+def one_by_one(raw: RawRequest) -> list[Event | Rejection]:
+    return [beacon_item(raw, i, item) for i, item in enumerate(json.loads(raw.body))]
 
 
-@settings(max_examples=600, deadline=None)
-@given(data=PAYLOADS, bare=st.booleans())
-def test_the_fast_path_builds_the_reference_event_or_declines(
-    data: dict[str, Any], bare: bool
+@settings(max_examples=300, deadline=None)
+@given(
+    payloads=st.lists(tracker_payloads(), max_size=4), bare=st.booleans(), ascii_only=st.booleans()
+)
+def test_a_batch_decoded_whole_gives_the_items_it_gives_one_by_one(
+    payloads: list[dict[str, Any]], bare: bool, ascii_only: bool
 ) -> None:
-    got = fast(data, bare=bare)
-    if got is not None:
-        want = reference(data, bare=bare)
-        assert want is not None and got == want
-        assert got.SerializeToString(deterministic=True) == want.SerializeToString(
-            deterministic=True
-        )
+    items = [{"type": "track", **p} if bare else {"type": "track", "payload": p} for p in payloads]
+    raw = request(items, ascii_only=ascii_only)
+    assert list(ADAPTER.translate(raw).items) == one_by_one(raw)
 
 
-def _agrees(data: dict[str, Any]) -> bool:
-    """The fast path builds the reference's event exactly when the reference accepts one
-    (payloads with extras or properties excepted: those it declines)."""
-    got, want = fast(data, bare=False), reference(data, bare=False)
-    if got is None and want is not None:
-        return data.get("properties") is not None or "unknown" in data
-    return got == want
+def test_the_trackers_batches_are_decoded_whole() -> None:
+    wrapped = [
+        {"type": "track", "payload": {**TRACKER_PAYLOAD, "eventId": f"e{i}"}} for i in range(3)
+    ]
+    bare = [{"type": "track", **TRACKER_PAYLOAD}, {**TRACKER_PAYLOAD, "properties": {"a": 1}}]
+    for items in (wrapped, bare):
+        assert decode_batch(request(items).body) is not None
+    for odd in (
+        {"type": "track", "payload": {**TRACKER_PAYLOAD, "unknown": 1}},  # extras to keep
+        {"type": "track", "payload": TRACKER_PAYLOAD, "sdk": "web"},  # wrapper extras
+        {"type": "outgoing_link", "payload": {"eventId": "l", "href": "https://x"}},
+    ):
+        assert decode_batch(request([*wrapped, odd]).body) is None
 
 
 @pytest.mark.parametrize(
     ("key", "value"), [(key, value) for key, values in EDGES.items() for value in values]
 )
-def test_each_edge_of_each_key_agrees(key: str, value: Any) -> None:
-    assert _agrees({**TRACKER_PAYLOAD, key: value})
+def test_a_value_at_an_edge_is_accepted_or_rejected_naming_its_key(key: str, value: Any) -> None:
+    [item] = one_by_one(request([{"type": "track", "payload": {**TRACKER_PAYLOAD, key: value}}]))
+    if isinstance(item, Rejection):
+        assert isinstance(item, SchemaRejection) and item.field == key, item
+        assert item.detail
 
 
-@settings(max_examples=400, deadline=None)
-@given(data=tracker_payloads())
-def test_tracker_payloads_take_the_fast_path_exactly_when_the_reference_accepts_them(
-    data: dict[str, Any],
-) -> None:
-    assert _agrees(data)
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("name", None, "required"),
+        ("name", "", "required"),
+        ("name", "x" * 129, "must be at most 128 characters"),
+        ("name", 1, "must be a string"),
+        ("rtt", True, "must be a number"),
+        ("rtt", 2.5, "must be an integer"),
+        ("scroll_depth", 101, "must be at most 100"),
+        ("load_time", -1, "must be at least 0"),
+        ("screen_resolution", "1x1", "has an invalid format"),
+        ("connection_type", "5g", "must be one of "),
+        ("timestamp", NOW_MS + 3_601_000, "must not be in the future"),
+        ("properties", [1], "must be an object"),
+        ("properties", {f"k{i}": i for i in range(51)}, "must have at most 50 keys"),
+    ],
+)
+def test_a_rejection_says_why_in_the_vendors_words(key: str, value: Any, words: str) -> None:
+    [item] = one_by_one(request([{"type": "track", "payload": {**TRACKER_PAYLOAD, key: value}}]))
+    assert isinstance(item, SchemaRejection) and item.field == key
+    assert item.detail.startswith(words), item.detail
 
 
-def test_the_tracker_payload_takes_the_fast_path() -> None:
-    data = TRACKER_PAYLOAD
-    got = fast(data, bare=False)
-    assert got is not None
-    assert got == reference(data, bare=False)
-    assert fast({**data, "unknown": 1}, bare=False) is None  # extras: the reference path
-    assert fast({**data, "properties": {"a": 1}}, bare=False) is None
-
-
-@settings(max_examples=300, deadline=None)
-@given(payloads=st.lists(tracker_payloads(), max_size=4), ascii_only=st.booleans())
-def test_a_batch_decoded_whole_is_the_reference_events_or_declined(
-    payloads: list[dict[str, Any]], ascii_only: bool
-) -> None:
-    # The standard library's encoder: escapes (or not) non-ASCII text, writes any integer.
-    items = [{"type": "track", "payload": p} for p in payloads]
-    body = json.dumps(items, ensure_ascii=ascii_only).encode()
-    got = fast_batch(body, RECEIVED_AT, lambda index: f"generated-{index}")
-    if got is None:
-        return
-    want = [reference(p, bare=False, default_id=f"generated-{i}") for i, p in enumerate(payloads)]
-    assert got == want
-
-
-def test_a_tracker_batch_is_decoded_whole_unless_an_item_needs_the_reference() -> None:
-    page_view = {
-        "name": "page_view",
-        "path": "/dashboard",
-        "anonymousId": "anon_456",
-        "timestamp": NOW_MS,
-        "screen_resolution": "1920x1080",
-        "load_time": 1200,
-    }
-    items = [{"type": "track", "payload": {**page_view, "eventId": f"e{i}"}} for i in range(3)]
-    got = fast_batch(orjson.dumps(items), RECEIVED_AT, lambda index: "unused")
-    assert got is not None and [e.id for e in got] == ["e0", "e1", "e2"]
-    assert got[0] == reference(items[0]["payload"], bare=False)
-    unnamed = fast_batch(orjson.dumps([{"payload": page_view}]), RECEIVED_AT, str)
-    assert unnamed is not None and unnamed[0].id == "0"  # no eventId: the caller's id
-    for odd in (
-        {"type": "track", "payload": {**page_view, "properties": {"a": 1}}},
-        {"type": "track", "payload": page_view, "sdk": "web"},  # wrapper extras
-        {"type": "outgoing_link", "payload": {"eventId": "l", "href": "https://x"}},
-        {"type": "track", "payload": {**page_view, "timestamp": NOW_MS + 4_000_000}},  # future
-        page_view,  # bare items take the item-by-item path
-    ):
-        assert fast_batch(orjson.dumps([*items, odd]), RECEIVED_AT, str) is None
-    assert (
-        fast_batch(b'[{"type":"track","payload":{"name":"\\ud800","path":""}}]', RECEIVED_AT, str)
-        is None
+def test_unknown_keys_are_kept_and_the_tracker_payload_is_mapped_whole() -> None:
+    [event] = one_by_one(
+        request([{"type": "track", "payload": {**TRACKER_PAYLOAD, "plan": "pro"}}])
     )
-    assert fast_batch(b"{}", RECEIVED_AT, str) is None
+    assert isinstance(event, Event)
+    assert dict(event.extras) == {"plan": "pro"}
+    assert (event.id, event.name, event.page.path) == ("evt_123", "page_view", "/dashboard")
+    assert event.performance.page_count == 2 and event.network.rtt_ms == 50
