@@ -11,45 +11,39 @@ rejection names), ``events`` (the one mapping from the wire to canonical events)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-import orjson
-
 from adapters.base import RawRequest, Rejection, Response, Route, Translation
+from adapters.databuddy.beacon import beacon_item, track_items
+from adapters.databuddy.credentials import api_key, client_id, track_credential
 from adapters.databuddy.envelope import (
     INVALID_BODY,
-    SchemaRejection,
+    InvalidSchema,
     error_response,
     event_result,
     rejection_result,
 )
-from adapters.databuddy.events import (
-    CUSTOM_FIELDS,
-    LINK_FIELDS,
-    TRACK_FIELDS,
-    custom_event,
-    link_event,
-    set_extras,
-    track_event,
-)
-from adapters.databuddy.wire import (
-    KINDS,
-    SCHEMA_ERROR,
-    UNKNOWN_TYPE,
-    CustomPayload,
-    LinkPayload,
-    TrackPayload,
-    decode_batch,
-    parse,
-)
+from adapters.databuddy.events import CUSTOM_FIELDS, custom_event, set_extras
+from adapters.databuddy.identity import identify_event
+from adapters.databuddy.pixel import event_of, image
+from adapters.databuddy.signals import SIGNALS, signal_events
+from adapters.databuddy.wire import KINDS, SCHEMA_ERROR, CustomPayload, decode_batch, parse
 from adapters.fields import JSON_MEDIA_TYPES, FieldError, generated_id, json_response, parse_json
 from gateway.errors import GatewayError, InvalidRequest, MalformedBody
-from gateway.model import ApiKey, Credential, ProjectRef, Result
+from gateway.model import Result
 from gateway.pb.event_pb2 import Event
 
 BATCH = Route(path="/batch", name="batch", max_body_bytes=1024 * 1024, cors=True, per_item=True)
 TRACK = Route(path="/track", name="track", cors=True)
 SINGLE = Route(path="/", name="single", cors=True)
+_BEACON_BYTES = 1024 * 1024  # the vendor's payload limit on the tracker's endpoints
+IDENTIFY = Route(path="/identify", name="identify", cors=True)
+VITALS = Route(path="/vitals", name="vitals", max_body_bytes=_BEACON_BYTES, cors=True)
+ERRORS = Route(path="/errors", name="errors", max_body_bytes=_BEACON_BYTES, cors=True)
+ENGAGEMENT = Route(path="/engagement", name="engagement", max_body_bytes=_BEACON_BYTES, cors=True)
+EVENTS = Route(path="/events", name="events", max_body_bytes=_BEACON_BYTES, cors=True)
+PIXEL = Route(path="/px.jpg", name="pixel", method="GET")
 MAX_BATCH = 100
 
 
@@ -57,7 +51,17 @@ class Databuddy:
     """Databuddy's basket API, served at its native paths (it has no path prefix)."""
 
     name: str = "databuddy"
-    routes: Sequence[Route] = (BATCH, TRACK, SINGLE)
+    routes: Sequence[Route] = (
+        BATCH,
+        TRACK,
+        SINGLE,
+        IDENTIFY,
+        VITALS,
+        ERRORS,
+        ENGAGEMENT,
+        EVENTS,
+        PIXEL,
+    )
     prefixes: Sequence[str] = ()
     cors_allow_headers: Sequence[str] = (
         "Content-Type",
@@ -71,15 +75,23 @@ class Databuddy:
     # -- translate -------------------------------------------------------------------------------
 
     def translate(self, request: RawRequest) -> Translation:
-        if request.route.name == TRACK.name:
+        name = request.route.name
+        if name == TRACK.name:
             return self._translate_track(request)
-        credential = _client_id(request)
+        if name == IDENTIFY.name:
+            return _translate_identify(request)
+        credential = client_id(request)
+        if name in SIGNALS:
+            return _translate_signal(request, credential)
+        if name == PIXEL.name:
+            item = beacon_item(request, 0, event_of(request.query))
+            return Translation(credential=credential, items=[item])
         if request.route.name == BATCH.name and request.media_type in JSON_MEDIA_TYPES:
             # The tracker's batches: decoded straight into structs when every item is a track
             # payload with only known keys (no dicts, no extras to keep).
             payloads = decode_batch(request.body)
             if payloads is not None and len(payloads) <= MAX_BATCH:
-                return Translation(credential=credential, items=_track_items(request, payloads))
+                return Translation(credential=credential, items=track_items(request, payloads))
         try:
             body = parse_json(request)
         except GatewayError as exc:
@@ -97,7 +109,7 @@ class Databuddy:
     def _translate_track(self, request: RawRequest) -> Translation:
         # The vendor checks the body before it authenticates: a failing body neither names the
         # website (no `websiteId` credential) nor claims any.
-        credential = _track_credential(request, None)
+        credential = track_credential(request, None)
         try:
             body = parse_json(request)
         except GatewayError as exc:
@@ -123,12 +135,20 @@ class Databuddy:
             events.append(event)
             if payload.websiteId:
                 claimed.add(payload.websiteId)
-        credential = _track_credential(request, raw[0] if raw else None)
+        credential = track_credential(request, raw[0] if raw else None)
         return Translation(credential=credential, items=events, claimed_projects=frozenset(claimed))
 
     # -- render ----------------------------------------------------------------------------------
 
     def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
+        name = request.route.name
+        if name == PIXEL.name:
+            return image()
+        if name == IDENTIFY.name:
+            return json_response(200, {"status": "success", "type": "identify"})
+        if name in SIGNALS:
+            answer = {"status": "success", "type": SIGNALS[name].answer_type}
+            return json_response(200, {**answer, "count": len(translation.items)})
         results: list[dict[str, Any]] = []
         batched = dict.fromkeys(KINDS, 0)
         for index, item in enumerate(translation.items):
@@ -162,101 +182,47 @@ class Databuddy:
         return json_response(200, body)
 
     def render_error(self, request: RawRequest | None, error: GatewayError) -> Response:
+        if request is not None and request.route.name == PIXEL.name:
+            return image()  # an image tag has no use for an error body
         return error_response(request.route.name if request is not None else None, error)
 
 
-# -- items -------------------------------------------------------------------------------------
+# -- the other endpoints ----------------------------------------------------------------------
 
 
-def _track_items(request: RawRequest, payloads: list[TrackPayload]) -> list[Event | Rejection]:
-    """The items of a batch decoded whole: an event each, or the rejection of a check the
-    struct could not make."""
-    items: list[Event | Rejection] = []
-    for index, p in enumerate(payloads):
-        default_id = "" if p.eventId else generated_id(request, index)
-        try:
-            items.append(track_event(p, default_id, request.received_at))
-        except FieldError as exc:
-            items.append(_schema_rejection(index, "track", p.eventId, exc))
-    return items
-
-
-def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection:
-    """One ``{"type", "payload"}`` item, or a bare item (the real tracker's form)."""
-    if not isinstance(item, dict):
-        # The vendor treats a non-object item as a `track` that fails its schema.
-        return SchemaRejection(
-            index=index, message=SCHEMA_ERROR, kind="track", field="", detail="must be an object"
-        )
-    # Mirrors the vendor's `event.type || "track"`: any falsy type means track.
-    raw_kind = item.get("type") or "track"
-    kind = raw_kind if isinstance(raw_kind, str) else orjson.dumps(raw_kind).decode()
-    wrapped = "payload" in item
-    data = item["payload"] if wrapped else item
-    event_id = data.get("eventId") if isinstance(data, dict) else None
-    event_id = event_id if isinstance(event_id, str) else None
-    if kind not in KINDS:
-        return Rejection(
-            index=index, message=UNKNOWN_TYPE, code="unknown_type", kind=kind, event_id=event_id
-        )
-    if not isinstance(data, dict):
-        return SchemaRejection(
-            index=index,
-            message=SCHEMA_ERROR,
-            kind=kind,
-            field="payload",
-            detail="must be an object",
-        )
-    wrapper = {k: v for k, v in item.items() if k not in ("type", "payload")} if wrapped else {}
+def _translate_identify(request: RawRequest) -> Translation:
+    """/identify: with an API key the body must name its website (``websiteId``); the tracker
+    sends ``client_id`` instead."""
+    key = api_key(request.headers)
+    credential = key if key is not None else client_id(request)
     try:
-        if kind == "track":
-            payload = parse(data, TrackPayload)
-            default_id = "" if payload.eventId else generated_id(request, index)
-            event = track_event(payload, default_id, request.received_at)
-            known = TRACK_FIELDS if wrapped else TRACK_FIELDS | {"type"}
-        else:
-            event = link_event(parse(data, LinkPayload), request.received_at)
-            known = LINK_FIELDS if wrapped else LINK_FIELDS | {"type"}
-        set_extras(event, data, known, wrapper)
+        body = parse_json(request)
+        if not isinstance(body, dict):
+            raise InvalidRequest(INVALID_BODY)
+        event, website_id = identify_event(body, generated_id(request, 0), request.received_at)
+    except GatewayError as exc:
+        return Translation(credential=credential, failure=exc)
     except FieldError as exc:
-        return _schema_rejection(index, kind, event_id, exc)
-    return event
+        return Translation(credential=credential, failure=InvalidSchema(exc))
+    if key is not None and website_id is None:
+        return Translation(credential=credential, failure=InvalidRequest("Missing websiteId"))
+    claimed = frozenset({website_id}) if website_id else frozenset()
+    return Translation(credential=credential, items=[event], claimed_projects=claimed)
 
 
-def _schema_rejection(index: int, kind: str, event_id: str | None, exc: FieldError) -> Rejection:
-    return SchemaRejection(
-        index=index,
-        message=SCHEMA_ERROR,
-        kind=kind,
-        event_id=event_id,
-        field=exc.field,
-        detail=exc.message,
-    )
-
-
-# -- credentials -------------------------------------------------------------------------------
-
-
-def _first(values: Sequence[str | None]) -> str | None:
-    for value in values:
-        if value is not None and value.strip():
-            return value.strip()
-    return None
-
-
-def _client_id(request: RawRequest) -> Credential | None:
-    """/batch and /: the website id from the query or the tracker's ``databuddy-client-id``."""
-    q, h = request.query, request.headers
-    found = _first([q.get("website_id"), q.get("client_id"), h.get("databuddy-client-id")])
-    return ProjectRef(found) if found else None
-
-
-def _track_credential(request: RawRequest, first_event: Any) -> Credential | None:
-    """/track: a Bearer or X-Api-Key key; else ``website_id``; else the first ``websiteId``."""
-    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-    key = _first([token if scheme.lower() == "bearer" else None, request.headers.get("x-api-key")])
-    if key:
-        return ApiKey(key)
-    claimed = first_event.get("websiteId") if isinstance(first_event, dict) else None
-    found = _first([request.query.get("website_id"), claimed if isinstance(claimed, str) else None])
-    return ProjectRef(found) if found else None
+def _translate_signal(request: RawRequest, credential: Any) -> Translation:
+    """/vitals, /errors, /engagement, /events: an array, validated whole."""
+    signal = SIGNALS[request.route.name]
+    try:
+        body = parse_json(request)
+    except GatewayError as exc:
+        return Translation(credential=credential, failure=exc)
+    if not isinstance(body, list) or not body:
+        return Translation(credential=credential, failure=InvalidRequest(INVALID_BODY))
+    if len(body) > signal.max_items:
+        return Translation(credential=credential, failure=InvalidRequest("Batch too large"))
+    at, ids = request.received_at, partial(generated_id, request)
+    try:
+        return Translation(credential=credential, items=signal_events(signal, body, at, ids))
+    except FieldError as exc:
+        return Translation(credential=credential, failure=InvalidSchema(exc))

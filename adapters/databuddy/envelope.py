@@ -11,7 +11,7 @@ from typing import Any
 
 from adapters.base import RawRequest, Rejection, Response
 from adapters.databuddy.wire import SCHEMA_ERROR
-from adapters.fields import generated_id, json_response
+from adapters.fields import FieldError, generated_id, json_response
 from gateway.errors import (
     GatewayError,
     InvalidCredential,
@@ -30,6 +30,15 @@ from gateway.pb.event_pb2 import Event, EventType
 INVALID_BODY = "Invalid request body"
 _OUTGOING_LINK = EventType.EVENT_TYPE_OUTGOING_LINK
 _UUID_LENGTH = 36
+
+
+class InvalidSchema(InvalidRequest):
+    """An array endpoint's body failed the schema: 400 ``Invalid event schema`` with the field
+    and the reason under ``errors``."""
+
+    def __init__(self, error: FieldError) -> None:
+        super().__init__(SCHEMA_ERROR, field=error.field)
+        self.detail = error.message
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +110,10 @@ def error_response(route: str | None, error: GatewayError) -> Response:
         headers["Retry-After"] = str(max(0, math.ceil(error.retry_after)))
     if isinstance(error, MethodNotAllowed) and error.allowed:
         headers["Allow"] = ", ".join(error.allowed)
-    return json_response(status, {"status": "error", "message": message}, headers)
+    body: dict[str, Any] = {"status": "error", "message": message}
+    if isinstance(error, InvalidSchema):
+        body["errors"] = [{"field": error.field or "", "message": error.detail}]
+    return json_response(status, body, headers)
 
 
 def _error_form(route: str | None, error: GatewayError) -> tuple[int, str]:

@@ -52,14 +52,14 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def track_event(p: TrackPayload, default_id: str, received_at: datetime, prefix: str = "") -> Event:
     """A ``track`` payload: ``eventId``, else ``default_id``."""
-    base, limit_us = _received(received_at)
+    base, limit_us = received(received_at)
     event = Event.FromString(base)  # the request's common part: dialect, times
     identity = event.identity
     if p.timestamp is not None:
-        event.occurred_at.seconds, event.occurred_at.nanos = _ms(p.timestamp, limit_us, prefix)
+        event.occurred_at.seconds, event.occurred_at.nanos = stamp(p.timestamp, limit_us, prefix)
     if p.sessionStartTime is not None:
-        stamp = _ms(p.sessionStartTime, limit_us, prefix, "sessionStartTime")
-        identity.session_started_at.seconds, identity.session_started_at.nanos = stamp
+        started = stamp(p.sessionStartTime, limit_us, prefix, "sessionStartTime")
+        identity.session_started_at.seconds, identity.session_started_at.nanos = started
     # An empty text is an absent one: setting it would make its message present.
     if p.anonymousId:
         identity.anonymous_id = p.anonymousId
@@ -97,7 +97,7 @@ def track_event(p: TrackPayload, default_id: str, received_at: datetime, prefix:
             campaign.content = p.utm_content
     _performance(p, event, prefix)
     if p.properties is not None:
-        _properties(p.properties, event, prefix)
+        set_properties(p.properties, event, prefix)
     event.id = p.eventId or default_id
     event.type = _PAGE_VIEW if p.name in PAGE_VIEW_NAMES else _TRACK
     event.name = p.name
@@ -106,7 +106,7 @@ def track_event(p: TrackPayload, default_id: str, received_at: datetime, prefix:
 
 def link_event(p: LinkPayload, received_at: datetime, prefix: str = "") -> Event:
     """An ``outgoing_link`` payload (its ``eventId`` is required)."""
-    base, limit_us = _received(received_at)
+    base, limit_us = received(received_at)
     event = Event.FromString(base)
     event.id, event.type, event.name = p.eventId, _OUTGOING_LINK, "outgoing_link"
     event.link.href = p.href
@@ -117,9 +117,9 @@ def link_event(p: LinkPayload, received_at: datetime, prefix: str = "") -> Event
     if p.sessionId:
         event.identity.session_id = p.sessionId
     if p.timestamp is not None:
-        event.occurred_at.seconds, event.occurred_at.nanos = _ms(p.timestamp, limit_us, prefix)
+        event.occurred_at.seconds, event.occurred_at.nanos = stamp(p.timestamp, limit_us, prefix)
     if p.properties is not None:
-        _properties(p.properties, event, prefix)
+        set_properties(p.properties, event, prefix)
     return event
 
 
@@ -127,7 +127,7 @@ def custom_event(
     p: CustomPayload, default_id: str, received_at: datetime, prefix: str = ""
 ) -> Event:
     """A ``POST /track`` custom event; its ``websiteId`` is the caller's to check."""
-    base, limit_us = _received(received_at)
+    base, limit_us = received(received_at)
     event = Event.FromString(base)
     event.id, event.type, event.name = p.eventId or default_id, _CUSTOM, p.name
     if p.namespace:
@@ -140,9 +140,9 @@ def custom_event(
     elif p.timestamp is not None:
         if isinstance(p.timestamp, float) and not p.timestamp.is_integer():
             raise FieldError(f"{prefix}timestamp", "must be an integer")
-        event.occurred_at.seconds, event.occurred_at.nanos = _ms(p.timestamp, limit_us, prefix)
+        event.occurred_at.seconds, event.occurred_at.nanos = stamp(p.timestamp, limit_us, prefix)
     if p.properties is not None:
-        _properties(p.properties, event, prefix)
+        set_properties(p.properties, event, prefix)
     identity = event.identity
     for attr, value in (
         ("anonymous_id", p.anonymousId),
@@ -218,7 +218,7 @@ def _performance(p: TrackPayload, event: Event, prefix: str) -> None:
         performance.page_count = int(p.page_count)
 
 
-def _properties(props: dict[str, Any], event: Event, prefix: str) -> None:
+def set_properties(props: dict[str, Any], event: Event, prefix: str) -> None:
     field = f"{prefix}properties"
     if json_depth(props) > MAX_PROPERTY_DEPTH:
         raise FieldError(field, f"must be nested at most {MAX_PROPERTY_DEPTH} levels deep")
@@ -230,7 +230,7 @@ def _properties(props: dict[str, Any], event: Event, prefix: str) -> None:
 
 
 @lru_cache(maxsize=16)
-def _received(received_at: datetime) -> tuple[bytes, int]:
+def received(received_at: datetime) -> tuple[bytes, int]:
     """What a request's events share, serialized (dialect; received and default occurred-at),
     and the latest event time the request accepts, in microseconds."""
     stamp = to_timestamp(received_at)
@@ -242,7 +242,7 @@ def _us(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _ms(value: float, limit_us: int, prefix: str, key: str = "timestamp") -> tuple[int, int]:
+def stamp(value: float, limit_us: int, prefix: str, key: str = "timestamp") -> tuple[int, int]:
     """Unix milliseconds as (seconds, nanos), exact for whole milliseconds; ``FieldError`` when
     later than ``limit_us``."""
     if type(value) is int:

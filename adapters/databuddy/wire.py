@@ -148,7 +148,7 @@ def decode_batch(body: bytes) -> list[TrackPayload] | None:
         return None
 
 
-Payload = TypeVar("Payload", TrackPayload, LinkPayload, CustomPayload)
+Payload = TypeVar("Payload", bound=Struct)
 
 
 def parse(data: dict[str, Any], kind: type[Payload], *, prefix: str = "") -> Payload:

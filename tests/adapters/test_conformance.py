@@ -7,6 +7,8 @@
   response the gateway would send is JSON with a 4xx status (a route answering per item may say
   200 if it reports that nothing was accepted);
 - ``render_error`` maps every error class of ``gateway.errors`` to a JSON 4xx/5xx response.
+
+(The routes that take a body: a GET route, such as Databuddy's pixel, is its dialect's to test.)
 """
 
 from __future__ import annotations
@@ -57,6 +59,37 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ),
     ("databuddy", "single"): Minimal({"type": "track", **_track()}, {}, {"client_id": SITE}),
     ("databuddy", "track"): Minimal({"name": "signup"}, BEARER, {}),
+    ("databuddy", "identify"): Minimal({"profileId": "user-42", "websiteId": SITE}, BEARER, {}),
+    ("databuddy", "vitals"): Minimal(
+        [{"path": "/", "metricName": "LCP", "metricValue": 1200}], {}, {"client_id": SITE}
+    ),
+    ("databuddy", "errors"): Minimal([{"path": "/", "message": "boom"}], {}, {"client_id": SITE}),
+    ("databuddy", "engagement"): Minimal(
+        [
+            {
+                "timestamp": 1709294400000,
+                "path": "/",
+                "pageIndex": 0,
+                "exitType": "spa",
+                "timeOnPage": 12,
+                "activeTime": 10,
+                "timeToFirstInteraction": 800,
+                "maxScrollDepth": 50,
+                **dict.fromkeys(
+                    ["scrollCount", "clickCount", "keyCount", "interactionCount", "copyCount"], 1
+                ),
+                **dict.fromkeys(
+                    ["rageClickCount", "deadClickCount", "formFieldCount", "formSubmitCount"], 0
+                ),
+                "errorCount": 0,
+            }
+        ],
+        {},
+        {"client_id": SITE},
+    ),
+    ("databuddy", "events"): Minimal(
+        [{"eventName": "signup", "timestamp": 1709294400000, "path": "/"}], {}, {"client_id": SITE}
+    ),
     ("ours", "track"): Minimal({"token": KEY, "event": "Signup"}, {}, {}),
     ("ours", "batch"): Minimal(
         {"token": KEY, "events": [{"event": "Signup", "distinctId": "d-1"}]}, {}, {}
@@ -105,7 +138,9 @@ MALFORMED: dict[str, bytes] = {
 }
 
 ADAPTERS = default_adapters()
-ROUTES = [(a, r) for a in ADAPTERS for r in a.routes]
+# Every route that takes a JSON body and answers JSON; a GET route (Databuddy's pixel, whose event
+# is its query and whose answer an image) is held by its dialect's own tests.
+ROUTES = [(a, r) for a in ADAPTERS for r in a.routes if r.method == "POST"]
 ROUTE_IDS = [f"{a.name}:{r.path}" for a, r in ROUTES]
 
 
@@ -276,7 +311,7 @@ def test_render_error_is_json_with_an_error_status(
 ) -> None:
     error = make_error(cls)
     raws = [None] + [
-        request(r, MINIMAL[adapter.name, r.name]) for r in adapter.routes
+        request(r, MINIMAL[adapter.name, r.name]) for r in adapter.routes if r.method == "POST"
     ]  # None: no route matched
     for raw in raws:
         response = adapter.render_error(raw, error)

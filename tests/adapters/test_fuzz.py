@@ -26,7 +26,10 @@ from gateway.pb.event_pb2 import Event
 from tests.adapters.helpers import result_of
 
 PROJECT = "550e8400-e29b-41d4-a716-446655440000"
-ROUTES: list[tuple[Adapter, Route]] = [(a, r) for a in default_adapters() for r in a.routes]
+# The routes that take a body (Databuddy's pixel, a GET, has its own tests).
+ROUTES: list[tuple[Adapter, Route]] = [
+    (a, r) for a in default_adapters() for r in a.routes if r.method == "POST"
+]
 ROUTE_IDS = [f"{a.name}:{r.path}" for a, r in ROUTES]
 RECEIVED_AT = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

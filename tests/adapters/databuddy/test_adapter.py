@@ -11,7 +11,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from adapters.base import RawRequest, Rejection, Route, Translation
-from adapters.databuddy import BATCH, SINGLE, TRACK, Databuddy
+from adapters.databuddy import BATCH, PIXEL, SINGLE, TRACK, Databuddy
 from adapters.databuddy.envelope import SchemaRejection
 from adapters.databuddy.events import WRAPPER_EXTRAS_KEY
 from adapters.fields import generated_id
@@ -97,7 +97,8 @@ def test_routes_and_registry() -> None:
     assert registry.match("POST", "/track").route == TRACK
     assert registry.match("POST", "/").route == SINGLE
     assert BATCH.max_body_bytes == 1_048_576
-    assert all(route.cors for route in ADAPTER.routes)
+    assert [r.path for r in ADAPTER.routes if not r.cors] == ["/px.jpg"]  # an image, not fetched
+    assert registry.match("GET", "/px.jpg").route == PIXEL
     assert tuple(ADAPTER.prefixes) == ()
     assert "databuddy-client-id" in ADAPTER.cors_allow_headers
 

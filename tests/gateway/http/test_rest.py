@@ -117,6 +117,25 @@ class Endpoint:
         )
 
 
+SITE = "550e8400-e29b-41d4-a716-446655440000"  # the gateway fixture's project
+
+
+def _engagement(tag: str) -> dict[str, Any]:
+    counts = ["scroll", "click", "key", "interaction", "copy", "rageClick", "deadClick"]
+    counts += ["formField", "formSubmit", "error"]
+    return {
+        "timestamp": 1709294400000,
+        "path": f"/{tag}",
+        "pageIndex": 0,
+        "exitType": "navigation",
+        "timeOnPage": 30,
+        "activeTime": 20,
+        "timeToFirstInteraction": 1500,
+        "maxScrollDepth": 75,
+        **{f"{name}Count": 1 for name in counts},
+    }
+
+
 def _vf(tag: str) -> dict[str, Any]:
     return {"external_user_id": "usr_42", "name": f"signup_{tag}"}
 
@@ -140,6 +159,45 @@ ENDPOINTS = [
         "query",
         200,
         lambda _, t: {"type": "track", "name": f"view_{t}", "path": "/"},
+        query_name="client_id",
+    ),
+    Endpoint(
+        "databuddy",
+        "/identify",
+        "bearer",
+        200,
+        lambda _, t: {"profileId": f"user-{t}", "traits": {"plan": t}, "websiteId": SITE},
+    ),
+    Endpoint(
+        "databuddy",
+        "/vitals",
+        "query",
+        200,
+        lambda _, t: [{"path": f"/{t}", "metricName": "LCP", "metricValue": 1200}],
+        query_name="client_id",
+    ),
+    Endpoint(
+        "databuddy",
+        "/errors",
+        "query",
+        200,
+        lambda _, t: [{"path": "/", "message": f"boom {t}"}],
+        query_name="client_id",
+    ),
+    Endpoint(
+        "databuddy",
+        "/engagement",
+        "query",
+        200,
+        lambda _, t: [_engagement(t)],
+        query_name="client_id",
+    ),
+    Endpoint(
+        "databuddy",
+        "/events",
+        "query",
+        200,
+        lambda _, t: [{"eventName": f"e_{t}", "timestamp": 1709294400000, "path": "/"}],
         query_name="client_id",
     ),
     Endpoint("ours", "/api/v1/track", "token", 200, lambda k, t: {"token": k, "event": f"S {t}"}),
@@ -192,7 +250,8 @@ IDS = [e.id for e in ENDPOINTS]
 
 def test_the_table_covers_every_endpoint() -> None:
     routes = {(m, p) for (m, p) in default_registry().routes}
-    assert routes == {("POST", e.path) for e in ENDPOINTS}
+    # Every POST route, and the pixel (a GET with the event in its query: its own tests).
+    assert routes == {("POST", e.path) for e in ENDPOINTS} | {("GET", "/px.jpg")}
 
 
 def error_of(dialect: str, reply: Reply) -> tuple[str | None, str]:
@@ -493,10 +552,11 @@ async def test_a_json_body_of_the_wrong_type_is_refused(
     body = endpoint.make(gateway.api_key, "typed")
     # The name field of the (first) event, the traits of an identify or the id an alias adds
     # becomes a number.
-    target = body[0]["payload"] if isinstance(body, list) else body
+    target = body[0].get("payload", body[0]) if isinstance(body, list) else body
     if isinstance(target, dict):
         target = target.get("events", target.get("users", [target]))[0]
     typed = ("name", "event", "event_name", "userProperties", "traits", "properties", "alias_id")
+    typed += ("metricName", "message", "eventName", "exitType", "profileId")
     for name in typed:
         if name in target:
             target[name] = 42
