@@ -219,8 +219,9 @@ def _translate_signal(request: RawRequest, credential: Any) -> Translation:
         return Translation(credential=credential, failure=exc)
     if not isinstance(body, list) or not body:
         return Translation(credential=credential, failure=InvalidRequest(INVALID_BODY))
-    if len(body) > signal.max_items:
-        return Translation(credential=credential, failure=InvalidRequest("Batch too large"))
+    if len(body) > signal.max_items:  # the vendor's array schema: .max(n)
+        too_many = FieldError("", f"must have at most {signal.max_items} items")
+        return Translation(credential=credential, failure=InvalidSchema(too_many))
     at, ids = request.received_at, partial(generated_id, request)
     try:
         return Translation(credential=credential, items=signal_events(signal, body, at, ids))

@@ -183,7 +183,8 @@ def field_error(message: str, prefix: str = "") -> FieldError:
         at = (missing.group(2) or "").lstrip(".")
         return FieldError(f"{prefix}{at + '.' if at else ''}{missing.group(1)}", "required")
     at = _AT.search(message)
-    field = f"{prefix}{at.group(1)}" if at else prefix.rstrip(".")
+    # A value of a mapping is "$.traits[...]": msgspec does not say which key; name the mapping.
+    field = f"{prefix}{at.group(1).removesuffix('[...]')}" if at else prefix.rstrip(".")
     for pattern, words in _MESSAGES:
         if found := pattern.match(message):
             values = [float(v) if "g" in words else v for v in found.groups()]

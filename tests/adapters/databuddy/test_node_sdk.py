@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gateway.pb.event_pb2 import EventType
 from gateway.storage.engine import create_engine
 from gateway.storage.tenants import TenantStore
 from tests.harness import Gateway
@@ -57,11 +58,13 @@ def node() -> str:
     return node
 
 
-async def run_script(node: str, *args: str) -> tuple[int, dict[str, Any], str]:
+async def run_script(
+    node: str, *args: str, script: Path = SCRIPT
+) -> tuple[int, dict[str, Any], str]:
     # The gateway serves in this event loop: run node without blocking it.
     proc = await asyncio.create_subprocess_exec(
         node,
-        str(SCRIPT),
+        str(script),
         *args,
         cwd=NODE_DIR,
         stdout=asyncio.subprocess.PIPE,
@@ -131,3 +134,22 @@ async def test_a_key_without_the_scope_is_reported_as_a_failure(
         "message": "API key missing track:events scope",
     }
     assert await gateway.stored() == []
+
+
+async def test_identify_is_a_success_and_stores_one_identify_event(
+    gateway: Gateway, node: str
+) -> None:
+    script = NODE_DIR / "databuddy_identify.mjs"
+    code, report, stderr = await run_script(
+        node, gateway.http_url, gateway.api_key, gateway.project_id, script=script
+    )
+    assert code == 0, (report, stderr)
+    assert report["identified"] == {"success": True}
+    [request] = report["wire"]
+    assert request["url"] == f"{gateway.http_url}/identify"
+    assert request["body"]["websiteId"] == gateway.project_id
+    assert request["response"] == {"status": "success", "type": "identify"}
+    [event] = await gateway.stored()
+    assert (event.type, event.name) == (EventType.EVENT_TYPE_IDENTIFY, "$identify")
+    assert (event.identity.profile_id, event.identity.anonymous_id) == ("user-42", "anon_1")
+    assert dict(event.user_properties) == {"plan": "pro"}

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway import cli, migrate, progress
@@ -22,6 +23,7 @@ from gateway.model import Submission
 from gateway.pb.event_pb2 import Event
 from gateway.runtime import open_runtime
 from gateway.storage.engine import create_engine
+from tests.harness import Gateway
 
 COMMANDS = ("serve", "db", "projects", "keys", "events", "purge", "relay", "bench")
 
@@ -228,3 +230,25 @@ def test_migration_steps_are_shown_on_a_terminal(tmp_path: Path) -> None:
     with progress.migration_steps(stream=terminal):
         migrate.upgrade(f"sqlite:///{tmp_path / 'steps.db'}")
     assert "Running upgrade  -> " in terminal.getvalue()
+
+
+async def test_events_export_shows_the_new_types_in_protobufs_json_mapping(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = {"client_id": gateway.project_id}
+    vital = [{"path": "/", "metricName": "LCP", "metricValue": 1834.5}]
+    error = [{"path": "/", "message": "boom", "lineno": 3, "errorType": "TypeError"}]
+    async with aiohttp.ClientSession() as http:
+        for path, body in (("/vitals", vital), ("/errors", error)):
+            async with http.post(f"{gateway.http_url}{path}", params=site, json=body) as reply:
+                assert reply.status == 200
+    env = {"EVENTGW_DATABASE_URL": gateway.settings.database_url}
+    argv = ["events", "export", "--project", gateway.project_id]
+    assert await asyncio.to_thread(cli.main, argv, env=env) == 0
+    exported = lines(capsys.readouterr().out)
+    assert [(e["type"], e["name"]) for e in exported] == [
+        ("EVENT_TYPE_WEB_VITAL", "web_vitals"),
+        ("EVENT_TYPE_ERROR", "error"),
+    ]
+    assert exported[0]["webVital"] == {"metric": "LCP", "value": 1834.5}
+    assert exported[1]["error"] == {"message": "boom", "line": "3", "errorType": "TypeError"}

@@ -457,6 +457,16 @@ async def test_ours_distinct_id_is_stored_once_across_requests(
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=IDS)
+async def test_without_credentials_nothing_is_stored(
+    gateway: Gateway, http: aiohttp.ClientSession, endpoint: Endpoint
+) -> None:
+    reply = await call(http, gateway, endpoint.path, dumps(endpoint.make("", "anon")), headers=JSON)
+    assert 400 <= reply.status < 500, reply.body
+    error_of(endpoint.dialect, reply)
+    assert await gateway.stored() == []
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=IDS)
 async def test_text_plain_json_body(
     gateway: Gateway, http: aiohttp.ClientSession, endpoint: Endpoint
 ) -> None:
