@@ -28,6 +28,9 @@ ROUTES: list[tuple[str, str, str]] = sorted(
     for (method, path), (adapter, _) in default_registry().routes.items()
 )
 ROUTE_IDS = [f"{name}:{method} {path}" for name, method, path in ROUTES]
+# The routes that take a body (the pixel, a GET, carries its event in the query).
+BODY_ROUTES = [r for r in ROUTES if r[1] == "POST"]
+BODY_ROUTE_IDS = [f"{name}:{method} {path}" for name, method, path in BODY_ROUTES]
 
 
 @dataclass

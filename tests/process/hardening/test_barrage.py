@@ -32,6 +32,8 @@ from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import EventStatus, SubmitBatchRequest
 from gateway.rpc import SERVICE
 from tests.process.hardening.conftest import (
+    BODY_ROUTE_IDS,
+    BODY_ROUTES,
     DIALECTS,
     ROUTE_IDS,
     ROUTES,
@@ -176,7 +178,7 @@ async def test_junk_is_answered_4xx_in_the_dialect_envelope(
         assert 400 <= status < 500
 
 
-@pytest.mark.parametrize(("dialect", "method", "path"), ROUTES, ids=ROUTE_IDS)
+@pytest.mark.parametrize(("dialect", "method", "path"), BODY_ROUTES, ids=BODY_ROUTE_IDS)
 async def test_oversize_bodies_are_413_naming_the_limit(
     server: Server, dialect: str, method: str, path: str
 ) -> None:
@@ -317,7 +319,7 @@ def rss(server: Server) -> Iterator[RssSampler]:
         yield sampler
 
 
-@pytest.mark.parametrize(("dialect", "method", "path"), ROUTES, ids=ROUTE_IDS)
+@pytest.mark.parametrize(("dialect", "method", "path"), BODY_ROUTES, ids=BODY_ROUTE_IDS)
 async def test_gzip_bomb_is_413_while_streaming(
     server: Server, rss: RssSampler, dialect: str, method: str, path: str
 ) -> None:
