@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 HTTP ?= 127.0.0.1:8080
 GRPC ?= 127.0.0.1:50051
 
@@ -17,9 +18,13 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+$(BENCH_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@ $(RUN_STAMP)
+
 $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@ $(RUN_STAMP)
+	touch $@ $(RUN_STAMP) $(BENCH_STAMP)
 
 ## run: install, migrate the embedded SQLite database, serve HTTP and gRPC
 run: $(RUN_STAMP)
@@ -38,6 +43,10 @@ typecheck: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP)
 	$(VENV)/bin/pytest
+
+## bench: install the bench extra and run eventgw bench (e.g. BENCH_ARGS="--seconds 5 --runs 9")
+bench: $(BENCH_STAMP)
+	$(PY) -m gateway bench $(BENCH_ARGS)
 
 ## proto: regenerate gateway/pb/ from protos/ (committed; a test checks it is fresh)
 proto: $(DEV_STAMP)

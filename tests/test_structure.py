@@ -4,7 +4,7 @@
   or transitively (``sys.modules`` of a fresh interpreter that imports every adapter module);
 - the registry refuses a name, route or prefix claimed twice; ``default_adapters()`` lists every
   adapter class once;
-- every module of ``gateway/`` and ``adapters/`` opens with a docstring.
+- every module of ``gateway/``, ``adapters/`` and ``bench/`` opens with a docstring.
 """
 
 from __future__ import annotations
@@ -173,7 +173,13 @@ def test_default_routes_are_unique_and_owned() -> None:
 
 
 def python_modules() -> list[Path]:
-    return sorted([*(ROOT / "gateway").rglob("*.py"), *ADAPTERS.rglob("*.py")])
+    return sorted(
+        [
+            *(ROOT / "gateway").rglob("*.py"),
+            *ADAPTERS.rglob("*.py"),
+            *(ROOT / "bench").rglob("*.py"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("path", python_modules(), ids=lambda p: str(p.relative_to(ROOT)))

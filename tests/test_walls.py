@@ -1,11 +1,13 @@
-"""The walls of the design, checked on the imports of every module of ``gateway/`` and
-``adapters/`` (read with ``ast``, nothing imported):
+"""The walls of the design, checked on the imports of every module of ``gateway/``,
+``adapters/`` and ``bench/`` (read with ``ast``, nothing imported):
 
 - an adapter imports no aiohttp, grpc, SQLAlchemy, and nothing of ``gateway.storage``;
 - a front (``gateway.http``, ``gateway.rpc``) imports nothing of ``gateway.storage``;
 - the pipeline (``gateway.model``, ``gateway.ingest``, ``gateway.commit``) imports no front and
   no adapter;
 - storage imports nothing of the pipeline, the fronts or the adapters;
+- nothing imports the bench package (which may import the gateway and the adapters) but the
+  bench itself and the command that starts it, ``gateway.cli.tools``;
 - no import cycle among the modules, lazy imports included.
 
 Each rule is also run on a small made-up graph that breaks it, so a rule that could never fail
@@ -21,11 +23,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("gateway", "adapters")
+PACKAGES = ("gateway", "adapters", "bench")
 FRAMEWORKS = ("aiohttp", "grpc", "grpc_status", "grpc_health", "grpc_reflection", "sqlalchemy")
 PIPELINE = ("gateway.model", "gateway.ingest", "gateway.commit")
 FRONTS = ("gateway.http", "gateway.rpc")
 STORAGE = "gateway.storage"
+BENCH = "bench"
+# `eventgw bench` imports it inside the command, so serving never loads it (nor psutil).
+BENCH_ENTRY = "gateway.cli.tools"
 
 Graph = Mapping[str, set[str]]
 
@@ -73,7 +78,9 @@ def violations(graph: Graph) -> list[str]:
     broken = []
     for importer, imported in sorted(graph.items()):
         for target in sorted(imported):
-            if within(importer, ("adapters",)) and (
+            if within(target, (BENCH,)) and not within(importer, (BENCH, BENCH_ENTRY)):
+                broken.append(f"bench imported by {importer} -> {target}")
+            elif within(importer, ("adapters",)) and (
                 within(target, FRAMEWORKS) or within(target, (STORAGE,))
             ):
                 broken.append(f"adapter {importer} -> {target}")
@@ -125,6 +132,8 @@ GRAPH = project_graph()
 def test_the_graph_sees_every_layer() -> None:
     for module in ("adapters.base", "gateway.model", "gateway.ingest", "gateway.http.dialects"):
         assert module in GRAPH
+    assert "bench.run" in GRAPH["gateway.cli.tools"]
+    assert "gateway.storage.schema" in GRAPH["bench.raw"]
     assert "gateway.storage.events" in GRAPH["gateway.ingest"]
     assert "gateway.model" in GRAPH["adapters.base"]
 
@@ -151,10 +160,40 @@ def test_no_import_cycle() -> None:
         ("gateway.commit", "gateway.rpc.translate"),
         ("gateway.storage.events", "gateway.model"),
         ("gateway.storage.events", "adapters.base"),
+        ("gateway.server", "bench.target"),
+        ("gateway.cli.admin", "bench"),
+        ("gateway.http.ops", "bench.report"),
+        ("adapters.x", "bench.payloads"),
     ],
 )
 def test_each_wall_holds_against_an_import_that_breaks_it(importer: str, imported: str) -> None:
     assert len(violations({importer: {imported}})) == 1
+
+
+def test_the_bench_may_import_the_gateway_and_only_its_command_imports_the_bench() -> None:
+    graph = {
+        "bench.run": {"gateway.migrate", "gateway.storage.schema", "adapters.base", "bench.load"},
+        "bench.load": {"gateway.pb.gateway_pb2"},
+        BENCH_ENTRY: {"bench.run"},
+    }
+    assert violations(graph) == []
+
+
+def test_the_command_imports_the_bench_only_when_it_runs() -> None:
+    tools = ROOT / "gateway" / "cli" / "tools.py"
+    top_level = imports_of_module_body(tools)
+    assert not [m for m in top_level if within(m, (BENCH,))]
+
+
+def imports_of_module_body(path: Path) -> set[str]:
+    """The modules ``path`` imports when it is itself imported (not those inside functions)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
 
 
 def test_a_cycle_is_found_however_long() -> None:

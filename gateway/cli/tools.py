@@ -1,7 +1,7 @@
 """The commands that drive the gateway's companions rather than the gateway itself: ``relay``
 (the outbox relay publishing committed events to NATS JetStream, standalone or ``--once`` to
 drain and summarize) and ``bench`` (ingest throughput of a gateway on a fresh database, next to
-the raw database limit)."""
+the raw database limit: the ``bench`` package, installed with the ``bench`` extra)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,18 @@ def cmd_relay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return run(serve_relay(settings, once=args.once, out=sys.stdout))
 
 
+BENCH_EXTRA_MISSING = "eventgw bench needs the bench extra: pip install 'eventgw[bench]'"
+
+
 def cmd_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from gateway import bench
+    """Run the bench package (imported here only: serving never loads it or psutil)."""
+    try:
+        from bench import run as bench
+    except ModuleNotFoundError as exc:
+        if exc.name != "psutil":
+            raise
+        print(BENCH_EXTRA_MISSING, file=sys.stderr)
+        return 1
 
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     options = bench.BenchOptions(

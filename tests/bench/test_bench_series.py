@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import asdict
 from typing import Any
 
 import pytest
 
-from gateway.bench import BenchOptions, Figure, main, render_series, summarize, targets
+from bench.report import Figure, Report, targets
+from bench.run import BenchOptions, main
+from bench.series import Series, Spread, summarize
+from bench.table import render_series
 from tests.bench import run_bench_cli
 
 
@@ -33,20 +35,23 @@ def _figure(name: str, events_per_s: float, p99_ms: float, **extra: Any) -> Figu
 
 def _report(
     raw_rate: float, batch_rate: float, batch_p99: float, rss: float, raw: str = "raw-sqlite"
-) -> dict[str, Any]:
+) -> Report:
     raw_figure = _figure(raw, raw_rate, 10.0)
     batch = _figure(
         "grpc-batch", batch_rate, batch_p99, peak_rss_mb=rss, ratio_to_raw=batch_rate / raw_rate
     )
-    return {
-        "database": "sqlite",
-        "sqlite_synchronous": "FULL",
-        "seconds": 1.0,
-        "raw": [asdict(raw_figure)],
-        "scenarios": [asdict(batch)],
-        "gateway_peak_rss_mb": rss,
-        "targets": targets([batch], raw_figure, rss),
-    }
+    return Report(
+        database="sqlite",
+        sqlite_synchronous="FULL",
+        seconds=1.0,
+        warmup_seconds=0.5,
+        clients=1,
+        cpus=2,
+        raw=(raw_figure,),
+        scenarios=(batch,),
+        gateway_peak_rss_mb=rss,
+        targets=targets([batch], raw_figure, rss),
+    )
 
 
 SERIES = [
@@ -59,31 +64,31 @@ SERIES = [
 def test_each_figure_is_its_median_and_range_over_the_runs() -> None:
     summary = summarize(SERIES)
 
-    assert summary["runs"] == 3
-    figures = {row["name"]: row for row in summary["figures"]}
+    assert summary.runs == 3
+    figures = {row.name: row for row in summary.figures}
     assert list(figures) == ["raw-sqlite", "grpc-batch"]
     batch = figures["grpc-batch"]
-    assert batch["events_per_s"] == {"min": 70_000, "median": 104_000, "max": 110_000}
-    assert batch["p99_ms"] == {"min": 60.0, "median": 80.0, "max": 170.0}
-    assert batch["peak_rss_mb"] == {"min": 130.0, "median": 135.0, "max": 140.0}
-    assert figures["raw-sqlite"]["peak_rss_mb"] is None  # no gateway behind the raw limit
-    assert summary["gateway_peak_rss_mb"]["median"] == 135.0
+    assert batch.events_per_s == Spread(min=70_000, median=104_000, max=110_000)
+    assert batch.p99_ms == Spread(min=60.0, median=80.0, max=170.0)
+    assert batch.peak_rss_mb == Spread(min=130.0, median=135.0, max=140.0)
+    assert figures["raw-sqlite"].peak_rss_mb is None  # no gateway behind the raw limit
+    assert summary.gateway_peak_rss_mb == Spread(min=130.0, median=135.0, max=140.0)
 
 
 def test_each_target_counts_the_runs_that_met_it() -> None:
-    checks = {(c["scenario"], c["target"]): c for c in summarize(SERIES)["targets"]}
+    checks = {(c.scenario, c.target): c for c in summarize(SERIES).targets}
 
     rate = checks[("grpc-batch", "events/s >= 100000")]
-    assert (rate["met_runs"], rate["runs"]) == (2, 3)
-    assert rate["value"]["median"] == 104_000
-    assert checks[("grpc-batch", "p99 ms <= 100")]["met_runs"] == 2
-    assert checks[("grpc-batch", "x raw-sqlite >= 0.30")]["met_runs"] == 3
-    assert checks[("gateway", "peak RSS MB <= 300")]["met_runs"] == 3
+    assert (rate.met_runs, rate.runs) == (2, 3)
+    assert rate.value is not None and rate.value.median == 104_000
+    assert checks[("grpc-batch", "p99 ms <= 100")].met_runs == 2
+    assert checks[("grpc-batch", "x raw-sqlite >= 0.30")].met_runs == 3
+    assert checks[("gateway", "peak RSS MB <= 300")].met_runs == 3
 
 
 def test_the_table_shows_medians_ranges_and_counts() -> None:
     out = io.StringIO()
-    render_series({"runs": SERIES, "summary": summarize(SERIES)}, out)
+    render_series(Series(runs=tuple(SERIES), summary=summarize(SERIES)), out)
     text = out.getvalue()
 
     assert "3 runs of 1 s per scenario" in text
@@ -95,7 +100,7 @@ def test_the_table_shows_medians_ranges_and_counts() -> None:
 def test_the_longest_target_stays_apart_from_its_count() -> None:
     series = [_report(60_000, 50_000, 200.0, 120.0, raw="raw-postgresql")]
     out = io.StringIO()
-    render_series({"runs": series, "summary": summarize(series)}, out)
+    render_series(Series(runs=tuple(series), summary=summarize(series)), out)
 
     assert re.search(r"x raw-postgresql >= 0\.30 +met in 1 of 1 runs", out.getvalue())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.bench import SCENARIOS
+from bench.run import SCENARIOS
 from tests.bench import run_bench_cli
 
 FIGURE_KEYS = {

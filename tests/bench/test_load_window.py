@@ -8,15 +8,9 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from gateway.bench_load import (
-    GRPC_BATCH,
-    STREAM_WINDOW,
-    EventIds,
-    Gate,
-    Window,
-    _stream_scenario,
-    drive,
-)
+from bench.load import STREAM_WINDOW, stream_scenario
+from bench.payloads import GRPC_BATCH, EventIds
+from bench.window import Gate, Window, drive
 from gateway.pb.gateway_pb2 import SubmitBatchResponse
 
 CONCURRENCY = 2
@@ -103,7 +97,7 @@ async def test_a_stream_batch_is_timed_from_when_the_window_lets_it_go() -> None
     client's, not the gateway's, and is not in its latency."""
     delay_s = 0.02
     channel = Channel(delay_s)
-    tally = await _stream_scenario(
+    tally = await stream_scenario(
         channel, EventIds("s-"), b"", (), 1, Window(seconds=0.3), cast(Gate, Started())
     )
     [stream] = channel.calls
