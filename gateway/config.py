@@ -54,6 +54,9 @@ class Settings:
     # Idempotency keys: how long a completed key is kept, and when an in-flight lock is stale.
     idempotency_retention_seconds: float = 24 * 3600
     idempotency_lock_timeout_seconds: float = 30.0
+    # Delivered events are deleted once older than this (0: kept for ever); undelivered never.
+    event_retention_seconds: float = 7 * 24 * 3600
+    retention_interval_seconds: float = 60.0
     # Refused items kept in the failed-events table: for how long (0: for ever), and at most how
     # many per project (a flood of bad input stops there).
     failed_event_retention_seconds: float = 7 * 24 * 3600
@@ -230,6 +233,7 @@ def _validate(s: Settings) -> None:
         "idempotency_retention_seconds",
         "idempotency_lock_timeout_seconds",
         "failed_events_per_project",
+        "retention_interval_seconds",
     ):
         if getattr(s, name) <= 0:
             fail(name, f"must be positive, not {getattr(s, name)}")
@@ -239,6 +243,7 @@ def _validate(s: Settings) -> None:
         "queue_wait_seconds",
         "auth_cache_seconds",
         "failed_event_retention_seconds",
+        "event_retention_seconds",
     ):
         if getattr(s, name) < 0:
             fail(name, f"must not be negative, not {getattr(s, name)}")

@@ -23,6 +23,7 @@ from gateway.health import Health
 from gateway.ingest import Ingestor
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
+from gateway.retention import Retention
 from gateway.storage.checkpoint import WalCheckpointer
 from gateway.storage.engine import create_engine, is_sqlite, sqlite_file
 from gateway.storage.events import EventStore
@@ -98,6 +99,13 @@ async def open_runtime(
         checkpointer = WalCheckpointer(database_file, synchronous=settings.sqlite_synchronous)
     await ingestor.start()
     await refusals.start()
+    retention = Retention(
+        engine,
+        idempotency,
+        event_retention_seconds=settings.event_retention_seconds,
+        interval_s=settings.retention_interval_seconds,
+    )
+    retention.start()
     if checkpointer is not None:
         checkpointer.start()
     try:
@@ -115,6 +123,7 @@ async def open_runtime(
             health=Health(engine),
         )
     finally:
+        await retention.stop()
         await ingestor.stop()
         await refusals.stop()
         if checkpointer is not None:

@@ -157,9 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     events.set_defaults(func=cmd_events)
 
     purge = sub.add_parser(
-        "purge", parents=[common], help="delete expired idempotency keys and old failed events"
+        "purge",
+        parents=[common],
+        help="delete expired idempotency keys, delivered events past their retention and old"
+        " failed events",
     )
     purge.add_argument("--retention", type=float, help="seconds a key is kept (default 86400)")
+    purge.add_argument(
+        "--event-retention",
+        type=float,
+        help="seconds a delivered event is kept (default 604800; 0: for ever)",
+    )
     purge.set_defaults(func=cmd_purge)
 
     relay = sub.add_parser(

@@ -19,6 +19,7 @@ import orjson
 from gateway import migrate, progress
 from gateway.cli.common import iso, load_settings, run, with_stores
 from gateway.config import Settings
+from gateway.retention import purge_once
 from gateway.storage.engine import now_us
 
 # --- db ----------------------------------------------------------------------------------------
@@ -191,10 +192,16 @@ def cmd_purge(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     flags = {}
     if args.retention is not None:
         flags["idempotency_retention_seconds"] = args.retention
+    if args.event_retention is not None:
+        flags["event_retention_seconds"] = args.event_retention
 
-    async def action(idempotency: Any, failed: Any, settings: Settings, **_: Any) -> int:
-        progress.note("eventgw: deleting expired idempotency keys…")
-        print(f"purged {await idempotency.purge()} expired idempotency keys")
+    async def action(
+        idempotency: Any, failed: Any, settings: Settings, engine: Any, **_: Any
+    ) -> int:
+        progress.note("eventgw: deleting expired idempotency keys and delivered events…")
+        events, keys = await purge_once(engine, idempotency, settings.event_retention_seconds)
+        print(f"purged {keys} expired idempotency keys")
+        print(f"purged {events} delivered events older than the retention")
         if settings.failed_event_retention_seconds > 0:
             older_than = now_us() - int(settings.failed_event_retention_seconds * 1e6)
             print(f"purged {await failed.purge(older_than)} failed events")

@@ -42,6 +42,7 @@ async def with_stores(settings: Settings, action: Callable[..., Coroutine[Any, A
             events=EventStore(engine),
             failed=FailedEventStore(engine, cap_per_project=settings.failed_events_per_project),
             settings=settings,
+            engine=engine,
             idempotency=IdempotencyStore(
                 engine,
                 retention_s=settings.idempotency_retention_seconds,

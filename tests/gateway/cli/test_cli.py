@@ -197,7 +197,10 @@ def test_events_export_and_purge(env: dict[str, str], capsys: pytest.CaptureFixt
     assert run(future, env, capsys) == (0, "")
 
     time.sleep(0.01)  # the key was kept for 1 ms after completion
-    purged = "purged {} expired idempotency keys\npurged 0 failed events\n"
+    purged = (
+        "purged {} expired idempotency keys\n"
+        "purged 0 delivered events older than the retention\npurged 0 failed events\n"
+    )
     assert run(["purge"], env, capsys) == (0, purged.format(1))
     assert run(["purge"], env, capsys) == (0, purged.format(0))
 
