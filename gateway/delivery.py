@@ -34,7 +34,8 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.storage.engine import is_sqlite, now_us
@@ -50,6 +51,19 @@ PROGRESS_SECONDS = 2.0
 REPORT_SECONDS = 30.0
 _NOT_IN_TOKEN = re.compile(r"[\s.*>]")  # a NATS subject token holds none of these
 _MARK = update(events).where(events.c.seq == bindparam("s")).values(delivered_at=bindparam("t"))
+# SQLite has one writer and gives each new row max(seq) + 1, so rows commit in seq order and no
+# undelivered row can lie between two claimed ones: a fully acked batch is one range.
+_MARK_RANGE = (
+    update(events)
+    .where(events.c.seq.between(bindparam("lo"), bindparam("hi")), events.c.delivered_at.is_(None))
+    .values(delivered_at=bindparam("t"))
+)
+# PostgreSQL: other relays hold rows between ours (SKIP LOCKED), so exactly ours, as one array.
+_MARK_ANY = (
+    update(events)
+    .where(events.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
+    .values(delivered_at=bindparam("t"))
+)
 
 
 def subject_token(value: str) -> str:
@@ -149,13 +163,18 @@ class Relay:
             async with self.engine.begin() as conn:
                 rows = (await conn.execute(self._claim)).all()
                 acked = await self._publish(rows)
-                await self._mark(conn, acked)
+                if acked:
+                    await conn.execute(_MARK_ANY, {"seqs": acked, "t": now_us()})
         else:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(self._claim)).all()
             acked = await self._publish(rows)
             async with self.engine.begin() as conn:
-                await self._mark(conn, acked)
+                if acked and len(acked) == len(rows):
+                    bounds = {"lo": acked[0], "hi": acked[-1], "t": now_us()}
+                    await conn.execute(_MARK_RANGE, bounds)
+                else:
+                    await self._mark(conn, acked)
         self.stats.delivered += len(acked)
         if len(acked) < len(rows):
             self.stats.unacked += len(rows) - len(acked)
