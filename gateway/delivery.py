@@ -33,6 +33,9 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from sqlalchemy import BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -49,6 +52,10 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 ONCE_MAX_FAILURES = 5
 PROGRESS_SECONDS = 2.0
 REPORT_SECONDS = 30.0
+# What became of each message of a batch (the answers list holds these very strings).
+_PENDING, _STORED, _DUPLICATE, _FAILED, _NO_STREAM = "pending", "stored", "dup", "failed", "none"
+_ACKED = (_STORED, _DUPLICATE)
+_DUPLICATE_TRUE = re.compile(rb'"duplicate"\s*:\s*true')
 _NOT_IN_TOKEN = re.compile(r"[\s.*>]")  # a NATS subject token holds none of these
 _MARK = update(events).where(events.c.seq == bindparam("s")).values(delivered_at=bindparam("t"))
 # SQLite has one writer and gives each new row max(seq) + 1, so rows commit in seq order and no
@@ -101,14 +108,13 @@ class PublishFailed(Exception):
 
 
 class Relay:
-    """One relay over ``engine``'s outbox. ``js`` must allow ``batch_size`` pending async
-    publishes (``nc.jetstream(publish_async_max_pending=batch_size)``): a batch is published
+    """One relay over ``engine``'s outbox, publishing through ``nc``: a batch is published
     whole before its acks are awaited."""
 
     def __init__(
         self,
         engine: AsyncEngine,
-        js: JetStreamContext,
+        nc: NATS,
         *,
         stream: str,
         subject_prefix: str,
@@ -116,7 +122,8 @@ class Relay:
         ack_timeout_s: float = ACK_TIMEOUT_SECONDS,
     ) -> None:
         self.engine = engine
-        self.js = js
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
         self.stream = stream
         self.subject_prefix = subject_prefix
         self.batch_size = batch_size
@@ -137,6 +144,12 @@ class Relay:
         )
         self._claim = claim.with_for_update(skip_locked=True) if self._locking else claim
         self._stream_ready = False
+        self._inbox = ""
+        self._acks: Subscription | None = None
+        self._batch = 0
+        self._answers: list[str] = []
+        self._waiting = 0
+        self._all_answered = asyncio.Event()
 
     async def ensure_stream(self) -> None:
         """Create the stream (subjects ``<prefix>.>``) unless it exists; never change one."""
@@ -182,44 +195,71 @@ class Relay:
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> list[int]:
-        """Publish ``rows`` in order without waiting in between; the seqs the broker acked."""
-        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        """Publish ``rows`` in order without waiting in between; the seqs the broker acked.
+
+        Each message asks for its ack at ``<inbox>.<batch>x<index>`` on one subscription the
+        relay keeps (what ``publish_async`` does, without a future, a semaphore and a parsed
+        ``PubAck`` per message: an ack is read for ``"error"`` and ``"duplicate"`` only)."""
+        if self._acks is None:
+            self._inbox = self.nc.new_inbox()
+            self._acks = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        self._batch += 1
+        self._answers = answers = [_PENDING] * len(rows)
+        self._waiting = len(rows)
+        self._all_answered.clear()
+        reply = f"{self._inbox}.{self._batch}x"
+        sent = 0
         try:
-            for row in rows:
-                future = await self.js.publish_async(
+            for index, row in enumerate(rows):
+                await self.nc.publish(
                     f"{self.subject_prefix}.{subject_token(row.project_id)}"
                     f".{subject_token(row.event_type)}",
                     row.payload,
+                    reply=f"{reply}{index}",
                     headers={"Nats-Msg-Id": f"{row.project_id}:{row.event_id}"},
                 )
-                sent.append((row.seq, future))
+                sent += 1
         except Exception as exc:  # disconnected, buffer full: what was sent may still be acked
-            log.warning("publishing stopped after %d of %d events: %r", len(sent), len(rows), exc)
+            log.warning("publishing stopped after %d of %d events: %r", sent, len(rows), exc)
         if not sent:
             return []
-        _, late = await asyncio.wait([f for _, f in sent], timeout=self.ack_timeout_s)
-        for future in late:
-            future.cancel()
-        acked, error = [], None
-        for seq, future in sent:
-            if future.cancelled():
-                continue
-            if (failure := future.exception()) is not None:
-                error = error or failure
-                continue
-            acked.append(seq)
-            if future.result().duplicate:
-                self.stats.duplicates += 1
-        if isinstance(error, nats.js.errors.NoStreamResponseError):
+        self._waiting -= len(rows) - sent  # never sent: no answer to wait for
+        if self._waiting > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_answered.wait(), self.ack_timeout_s)
+        acked = [row.seq for row, answer in zip(rows, answers, strict=True) if answer in _ACKED]
+        self.stats.duplicates += answers.count(_DUPLICATE)
+        failed = answers.count(_FAILED) + answers.count(_NO_STREAM)
+        if _NO_STREAM in answers:
             self._stream_ready = False  # the broker lost the stream: create it again
-        if error is not None or late:
+        if len(acked) < len(rows):
             log.warning(
                 "%d of %d events not acked (%s)",
                 len(rows) - len(acked),
                 len(rows),
-                repr(error) if error else f"no ack within {self.ack_timeout_s:g}s",
+                f"{failed} refused" if failed else f"no ack within {self.ack_timeout_s:g}s",
             )
         return acked
+
+    async def _on_ack(self, msg: Msg) -> None:
+        """One ack (or refusal) of the current batch; those of a batch given up on are dropped."""
+        batch, _, index = msg.subject.rpartition(".")[2].partition("x")
+        answers = self._answers
+        if int(batch) != self._batch or answers[int(index)] is not _PENDING:
+            return
+        data = msg.data
+        if msg.headers and msg.headers.get("Status") == "503":
+            answer = _NO_STREAM  # no responders: no stream listens on the subject
+        elif b'"error"' in data:
+            answer = _FAILED
+            log.warning("JetStream refused a message: %s", data[:200])
+        else:
+            duplicate = b'"duplicate"' in data and _DUPLICATE_TRUE.search(data) is not None
+            answer = _DUPLICATE if duplicate else _STORED
+        answers[int(index)] = answer
+        self._waiting -= 1
+        if self._waiting <= 0:
+            self._all_answered.set()
 
     @staticmethod
     async def _mark(conn: AsyncConnection, seqs: list[int]) -> None:

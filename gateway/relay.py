@@ -152,7 +152,7 @@ async def serve_relay(
         try:
             relay = Relay(
                 engine,
-                nc.jetstream(publish_async_max_pending=settings.relay_batch_size),
+                nc,
                 stream=settings.nats_stream,
                 subject_prefix=settings.nats_subject_prefix,
                 batch_size=settings.relay_batch_size,

@@ -78,7 +78,7 @@ async def test_two_relays_at_once_never_publish_a_row_twice(
     relays = [
         Relay(
             e,
-            c.jetstream(publish_async_max_pending=250),
+            c,
             stream=stream.name,
             subject_prefix=stream.prefix,
             batch_size=250,
@@ -146,7 +146,7 @@ async def test_broker_down_at_start_and_restarted_mid_stream(
         assert nc is not None
         r = Relay(
             engine,
-            nc.jetstream(publish_async_max_pending=200),
+            nc,
             stream="EVENTGW_EVENTS",
             subject_prefix="eventgw.events",
             batch_size=200,

@@ -70,7 +70,7 @@ async def test_restart_resumes_where_it_stopped(database_url: str, stream: Strea
     engine = create_engine(Settings(database_url=database_url))
     try:
         relay = Relay(
-            engine, stream.js, stream=stream.name, subject_prefix=stream.prefix, batch_size=100
+            engine, stream.nc, stream=stream.name, subject_prefix=stream.prefix, batch_size=100
         )
         assert await relay.step() == 100  # then "stops"
         assert (await outbox_lag(engine)).pending == 200
