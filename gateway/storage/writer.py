@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects import sqlite
@@ -44,12 +44,16 @@ class SqliteSql:
 
 
 class SqliteWriter:
-    """Runs calls one at a time on its thread, on its connection to the database at ``path``."""
+    """Runs calls one at a time, in order, on its thread, on its connection to the database at
+    ``path``. The thread is plain (a queue it reads, an answer it hands back to the caller's
+    loop): any Python it runs besides the calls would need the GIL beside the event loop."""
 
     def __init__(self, path: str, pragmas: Sequence[str], *, name: str = "eventgw-sqlite-writer"):
         self.path = path
         self.pragmas = tuple(pragmas)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.name = name
+        self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
         # What a caller (and a test) can see of the work done here: the calls that returned, and
         # the thread that ran them.
@@ -60,16 +64,33 @@ class SqliteWriter:
         """``work(connection)`` on the writer's thread. The connection is in autocommit mode:
         ``work`` begins and commits its own transaction; one it leaves open, or one open when
         it raises, is rolled back."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, work)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread.start()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((work, future))
+        return await future
 
     async def close(self) -> None:
         """Close the connection (after the calls already queued) and end the thread."""
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._discard)
-        finally:
-            await asyncio.to_thread(self._executor.shutdown)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._calls.put(None)
+            await asyncio.to_thread(thread.join)
+
+    def _serve(self) -> None:
+        self.thread_id = threading.get_ident()
+        while (call := self._calls.get()) is not None:
+            work, future = call
+            try:
+                result = self._call(work)
+            except BaseException as exc:
+                answer: tuple[Any, ...] = (_fail, future, exc)
+            else:
+                answer = (_answer, future, result)
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: no one waits
+                future.get_loop().call_soon_threadsafe(*answer)
+        self._discard()
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection()
@@ -85,7 +106,6 @@ class SqliteWriter:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            self.thread_id = threading.get_ident()
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 for pragma in self.pragmas:
@@ -104,3 +124,16 @@ class SqliteWriter:
                     conn.rollback()
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+_Call = tuple[Callable[[sqlite3.Connection], T], "asyncio.Future[T]"]
+
+
+def _answer(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():  # the caller may have been cancelled meanwhile
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
