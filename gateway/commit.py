@@ -5,6 +5,10 @@ and commits them in one transaction: one ``INSERT .. ON CONFLICT DO NOTHING`` fo
 events and, for the jobs that carry an idempotency claim, their ``Result``s, stored with the
 events. Only then is each job answered. Durability costs one commit per group.
 
+On a SQLite file each writer task commits on a ``SqliteWriter`` of its own (a plain ``sqlite3``
+connection on a thread of its own): the whole transaction, results included, is one call there.
+On PostgreSQL each keeps an ``AsyncConnection`` of the engine's.
+
 An event whose (project, id) is already stored, or appears earlier in the same group, is a
 duplicate; the database decides, so this holds across processes. A job's ``Result`` is built from
 the few rows that were not new: no per-event object on the common path.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import GatewayError, Overloaded, StorageUnavailable
 from gateway.model import Outcome, Result
-from gateway.storage.events import EventStore, Row
+from gateway.storage.engine import engine_sqlite_pragmas, sqlite_file
+from gateway.storage.events import EventStore, NewKeys, Row, commit_rows
 from gateway.storage.idempotency import Claim, IdempotencyStore
+from gateway.storage.writer import SqliteWriter
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +101,11 @@ class WriterLimits:
 class _Connection:
     """One writer task's own connection, kept between groups: SQLite's page cache is per
     connection (a pooled one, rotating, would start cold each time) and PostgreSQL's prepared
-    statements too. Dropped after a failed group, reopened by the next."""
+    statements too. Dropped after a failed group, reopened by the next. On a SQLite file it is
+    ``sqlite``'s (which reopens its own), else ``conn``."""
 
     conn: AsyncConnection | None = None
+    sqlite: SqliteWriter | None = None
 
 
 class GroupCommitter:
@@ -117,10 +126,18 @@ class GroupCommitter:
         self._changed = asyncio.Condition()
         self._writers: list[asyncio.Task[None]] = []
         self._on_commit = on_commit
+        self._sqlite_file = sqlite_file(events.engine)
+        self._sqlite_writers: list[SqliteWriter] = []
 
     @property
     def queued_events(self) -> int:
         return self._queued
+
+    @property
+    def sqlite_writers(self) -> tuple[SqliteWriter, ...]:
+        """The writer tasks' own SQLite connections (on a SQLite file), opened by their first
+        group."""
+        return tuple(self._sqlite_writers)
 
     async def start(self) -> None:
         self._writers = [
@@ -161,6 +178,8 @@ class GroupCommitter:
         finally:
             if writer.conn is not None:
                 await writer.conn.close()
+            if writer.sqlite is not None:
+                await writer.sqlite.close()
 
     async def _serve(self, writer: _Connection) -> None:
         stopping = False
@@ -196,26 +215,16 @@ class GroupCommitter:
         transaction failed."""
         rows: list[Row] = list(chain.from_iterable(job.rows for job in group))
         try:
-            if writer.conn is None:
-                writer.conn = await self.events.engine.connect()
-            conn = writer.conn
-            if self.events.commits_in_one_call and all(job.claim is None for job in group):
-                # No result to store with the events: insert and commit in one call. The
-                # database also decides the duplicates inside the group (it inserts in order: a
-                # key's first row is stored, a later one conflicts), so keys are compared here
-                # only when some row was not stored.
-                new = await self.events.insert_committed(conn, rows)
-                first = None if new is None else _first_rows(rows)
-                results = [job.result(new, first) for job in group]
+            if self._sqlite_file is not None:
+                if writer.sqlite is None:
+                    pragmas = await engine_sqlite_pragmas(self.events.engine)
+                    writer.sqlite = SqliteWriter(self._sqlite_file, pragmas)
+                    self._sqlite_writers.append(writer.sqlite)
+                results = await writer.sqlite.run(self._transaction(group, rows))
             else:
-                first = _first_rows(rows)
-                unique = rows if first is None else list(first.values())
-                async with conn.begin():
-                    new = await self.events.insert_rows(conn, unique)
-                    results = [job.result(new, first) for job in group]
-                    for job, result in zip(group, results, strict=True):
-                        if job.claim is not None:
-                            await self.idempotency.complete(conn, job.claim, result.encode())
+                if writer.conn is None:
+                    writer.conn = await self.events.engine.connect()
+                results = await self._commit_on(writer.conn, group, rows)
         except Exception as exc:
             log.exception("group commit of %d events failed", len(rows))
             if writer.conn is not None:
@@ -232,6 +241,45 @@ class GroupCommitter:
             if not job.future.done():
                 job.future.set_result(result)
         return True
+
+    def _transaction(
+        self, group: list[Job], rows: list[Row]
+    ) -> Callable[[sqlite3.Connection], list[Result]]:
+        """The group's transaction on the SQLite writer's thread. SQLite decides the duplicates
+        inside the group too (it inserts in order: a key's first row is stored, a later one
+        conflicts), so keys are compared here only when some row was not stored."""
+        complete = self.idempotency.complete_sqlite
+
+        def run(db: sqlite3.Connection) -> list[Result]:
+            results: list[Result] = []
+
+            def settle(new: NewKeys) -> None:
+                first = None if new is None else _first_rows(rows)
+                results.extend(job.result(new, first) for job in group)
+                for job, result in zip(group, results, strict=True):
+                    if job.claim is not None:
+                        complete(db, job.claim, result.encode())
+
+            if any(job.claim is not None for job in group):
+                commit_rows(db, rows, settle)
+            else:  # nothing to store with the events: a single statement, when one page
+                settle(commit_rows(db, rows))
+            return results
+
+        return run
+
+    async def _commit_on(
+        self, conn: AsyncConnection, group: list[Job], rows: list[Row]
+    ) -> list[Result]:
+        first = _first_rows(rows)
+        unique = rows if first is None else list(first.values())
+        async with conn.begin():
+            new = await self.events.insert_rows(conn, unique)
+            results = [job.result(new, first) for job in group]
+            for job, result in zip(group, results, strict=True):
+                if job.claim is not None:
+                    await self.idempotency.complete(conn, job.claim, result.encode())
+        return results
 
 
 def _first_rows(rows: Sequence[Row]) -> dict[tuple[str, str], Row] | None:

@@ -23,10 +23,10 @@ from gateway.config import Settings
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
-# The writer's database calls (on aiosqlite's thread) take the GIL back from the event loop after
-# every statement; at CPython's default 5 ms switch interval each take can wait that long behind
-# a busy loop, which stretches every group commit. `eventgw bench`: 1 ms gives ~25% more gRPC
-# ingest and shorter commits; below it, no further gain.
+# The writer's database calls (on its SQLite connection's own thread) take the GIL back from the
+# event loop after every statement; at CPython's default 5 ms switch interval each take can wait
+# that long behind a busy loop, which stretches every group commit. `eventgw bench`: 1 ms gives
+# ~25% more gRPC ingest and shorter commits; below it, no further gain.
 SWITCH_INTERVAL_SECONDS = 0.001
 GC_YOUNG_THRESHOLD = 20_000  # see ``tune_garbage_collector``
 

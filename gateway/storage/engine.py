@@ -2,6 +2,8 @@
 
 ``sqlite:///path`` runs on aiosqlite in WAL mode with ``synchronous=FULL`` (a commit is on disk
 before it returns) unless configured otherwise, its log checkpointed by ``WalCheckpointer``;
+the group commit writes on a plain ``sqlite3`` connection set up the same way
+(``sqlite_pragmas``; ``gateway.storage.writer``);
 ``postgresql://user@host/db`` runs on asyncpg with a connection pool. Both are driven by the same
 code and schema. Driver errors never carry the statement's parameters (``hide_parameters``):
 those are event payloads and key hashes, and errors end up in logs. ``storage_errors`` is the
@@ -66,11 +68,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            for pragma in sqlite_pragmas(synchronous):
+                cursor.execute(pragma)
             cursor.close()
 
         return engine
@@ -81,6 +80,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         hide_parameters=True,
     )
+
+
+def sqlite_pragmas(synchronous: str | int) -> tuple[str, ...]:
+    """How every SQLite connection of the gateway is set up: the engine's pooled ones and the
+    group commit's own (``gateway.storage.writer``)."""
+    return (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+        "PRAGMA busy_timeout=30000",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}",
+    )
+
+
+async def engine_sqlite_pragmas(engine: AsyncEngine) -> tuple[str, ...]:
+    """``sqlite_pragmas`` as ``engine``'s connections have them (their ``synchronous`` read
+    back from one), for a plain ``sqlite3`` connection to the same database."""
+    async with engine.connect() as conn:
+        level = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
+    return sqlite_pragmas(int(level))
 
 
 def now_us() -> int:

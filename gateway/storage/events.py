@@ -3,16 +3,18 @@
 ``insert_rows`` stores a whole group of events in as few statements as the database allows: the
 database, not the process, decides what is a duplicate (``ON CONFLICT DO NOTHING``), so
 deduplication holds across processes and machines. The caller owns the transaction (the
-ingestor's group commit). The statements are written for each backend rather than compiled by
-SQLAlchemy per row: this is the hot path of every accepted event.
+ingestor's group commit). This is the hot path of every accepted event.
 
 - SQLite: multi-row ``INSERT .. VALUES (..),(..)`` in pages of up to 4096 rows, one
-  ``sqlite3_step`` each (the driver releases the GIL once per page, not once per row), sent
-  straight to the aiosqlite connection (one hop to its thread per page). Page sizes
-  are rounded up to a few fixed sizes by repeating the last row, which conflicts with itself and
-  is not stored, so the driver's statement cache holds every shape. The number of changed rows
-  says whether every row was new; only when some were not is the set of new keys read back (this
-  transaction's rows are the last ``seq``s: SQLite has one writer at a time).
+  ``sqlite3_step`` each (the driver releases the GIL once per page, not once per row, and each
+  take back can wait behind the event loop). The statement is SQLAlchemy's own for one row,
+  compiled once, its ``VALUES`` group repeated. Page sizes are rounded up to a few fixed sizes
+  by repeating the last row, which conflicts with itself and is not stored, so the driver's
+  statement cache holds every shape. The number of changed rows says whether every row was new;
+  only when some were not is the set of new keys read back (this transaction's rows are the last
+  ``seq``s: SQLite has one writer at a time). ``commit_rows`` is the group commit's transaction
+  on the writer's own connection (``gateway.storage.writer``); ``insert_rows`` runs the same
+  statements through the engine.
 - PostgreSQL: one ``INSERT .. SELECT .. FROM unnest($1, .., $6)`` answering the keys that were
   *not* new (usually none). An insert that conflicts with another transaction's uncommitted row
   waits for it, so two groups inserting overlapping ids in opposite orders (a client's retry
@@ -23,18 +25,24 @@ SQLAlchemy per row: this is the hot path of every accepted event.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.storage.schema import events
+from gateway.storage.writer import SqliteSql
 
 # Rows per SQLite statement: at most 32766 bound parameters, 6 a row.
 _PAGE = 4096
+# The PostgreSQL statement is its own (``unnest`` of one array per column, a CTE, ``EXCEPT ALL``).
 _COLUMNS = "project_id, event_id, dialect, event_type, received_at, payload"
 _PG_INSERT = f"""
 WITH input AS MATERIALIZED (
@@ -71,11 +79,36 @@ class EventRow(NamedTuple):
 # parameter through its adaptation protocol first, ~0.3 µs each on the writer's thread with the
 # GIL held (binding a 1,600-row page: 1.1 -> 0.6 ms).
 Row = tuple[str, str, str, str, int, bytes | bytearray]
+NewKeys = set[tuple[str, str]] | None  # the keys a group stored; None: all of them
 
+
+def _sqlite_insert_parts() -> tuple[str, str, str]:
+    """SQLAlchemy's SQLite insert of one outbox row, split around its ``VALUES`` group."""
+    statement = (
+        sqlite_insert(events)
+        .values({name: bindparam(name) for name in EventRow._fields})
+        .on_conflict_do_nothing()
+    )
+    compiled = statement.compile(dialect=sqlite_dialect())
+    if list(compiled.positiontup or ()) != list(EventRow._fields):
+        raise RuntimeError("the outbox insert does not bind the row's fields in order")
+    group = f"({', '.join('?' * len(EventRow._fields))})"
+    head, values, tail = str(compiled).partition(f" VALUES {group}")
+    if not values:
+        raise RuntimeError(f"unexpected outbox insert: {compiled}")
+    return f"{head} VALUES ", group, tail
+
+
+_INSERT_HEAD, _INSERT_GROUP, _INSERT_TAIL = _sqlite_insert_parts()
 
 # The first insert took the write lock for the whole transaction, and a rowid table gives each
 # new row max(seq) + 1: a transaction's new rows are the ``changed`` seqs up to the last one.
-_NEW_ROWS = "SELECT project_id, event_id FROM events WHERE seq > ?1 - ?2 AND seq <= ?1"
+_NEW_ROWS = SqliteSql(
+    select(events.c.project_id, events.c.event_id).where(
+        (events.c.seq > bindparam("last") - bindparam("changed"))
+        & (events.c.seq <= bindparam("last"))
+    )
+)
 
 
 def _check_new(
@@ -86,46 +119,7 @@ def _check_new(
     return new
 
 
-def _write_and_commit(
-    driver: Any, pages: list[tuple[str, list[Any]]], rows: Sequence[Row]
-) -> set[tuple[str, str]] | None:
-    """On the aiosqlite thread: insert the pages and commit; the new keys (None: all)."""
-    db: sqlite3.Connection = driver._conn
-    if len(pages) == 1 and not db.in_transaction:
-        # One statement is a transaction of its own: in autocommit mode it inserts and commits
-        # in a single step, one release of the GIL where BEGIN, INSERT, COMMIT take three (and
-        # each take back can wait behind the event loop).
-        level, db.isolation_level = db.isolation_level, None
-        try:
-            cursor = db.execute(*pages[0])
-        finally:
-            db.isolation_level = level
-        changed = max(cursor.rowcount, 0)
-        if changed == len(rows):
-            return None
-        found = db.execute(_NEW_ROWS, (cursor.lastrowid, changed)).fetchall() if changed else []
-        return _check_new(_keys(found), changed, rows)
-    try:
-        if not db.in_transaction:
-            db.execute("BEGIN")
-        changed = last = 0
-        for statement, params in pages:
-            cursor = db.execute(statement, params)
-            if cursor.rowcount > 0:
-                changed += cursor.rowcount
-                last = cursor.lastrowid or 0
-        new = None
-        if changed != len(rows):
-            found = db.execute(_NEW_ROWS, (last, changed)).fetchall() if changed else []
-            new = _check_new(_keys(found), changed, rows)
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
-    return new
-
-
-def _keys(rows: Sequence[Any]) -> set[tuple[str, str]]:
+def _keys(rows: Iterable[Any]) -> set[tuple[str, str]]:
     return {(row[0], row[1]) for row in rows}
 
 
@@ -136,92 +130,111 @@ def _page_size(n: int) -> int:
     return -(-n // 256) * 256
 
 
+@functools.cache
+def _sqlite_statement(size: int) -> str:
+    return _INSERT_HEAD + ", ".join(repeat(_INSERT_GROUP, size)) + _INSERT_TAIL
+
+
+def _sqlite_pages(rows: Sequence[Row]) -> Iterator[tuple[str, list[Any]]]:
+    """(statement, parameters) per page of ``rows``."""
+    for start in range(0, len(rows), _PAGE):
+        page = rows[start : start + _PAGE]
+        size = _page_size(len(page))
+        params = list(chain.from_iterable(page))
+        if size > len(page):
+            params.extend(chain.from_iterable(repeat(page[-1], size - len(page))))
+        yield _sqlite_statement(size), params
+
+
+def _new_sqlite(db: sqlite3.Connection, changed: int, last: int, rows: Sequence[Row]) -> NewKeys:
+    if changed == len(rows):
+        return None
+    if not changed:
+        return set()
+    found = db.execute(_NEW_ROWS.sql, {"last": last, "changed": changed}).fetchall()
+    return _check_new(_keys(found), changed, rows)
+
+
+def commit_rows(
+    db: sqlite3.Connection,
+    rows: Sequence[Row],
+    then: Callable[[NewKeys], None] | None = None,
+) -> NewKeys:
+    """On the SQLite writer's connection (autocommit mode): insert ``rows``, run ``then(new)``
+    in the same transaction (the results stored with the events), commit; the new keys.
+
+    ``rows`` may repeat a key: SQLite inserts them in order, so a key's first row is stored and
+    a later one conflicts as with a stored row (the answer is then never None)."""
+    if not rows:
+        if then is not None:
+            with _transaction(db):
+                then(None)
+        return None
+    pages = list(_sqlite_pages(rows))
+    if len(pages) == 1 and then is None:
+        # One statement is a transaction of its own: in autocommit mode it inserts and commits
+        # in a single step, one release of the GIL where BEGIN, INSERT, COMMIT take three.
+        cursor = db.execute(*pages[0])
+        return _new_sqlite(db, max(cursor.rowcount, 0), cursor.lastrowid or 0, rows)
+    with _transaction(db):
+        changed = last = 0
+        for statement, params in pages:
+            cursor = db.execute(statement, params)
+            if cursor.rowcount > 0:
+                changed += cursor.rowcount
+                last = cursor.lastrowid or 0
+        new = _new_sqlite(db, changed, last, rows)
+        if then is not None:
+            then(new)
+    return new
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE: the write lock first (waiting for it under busy_timeout), so the transaction
+    # never has to upgrade a read to a write another connection got to first.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
 class EventStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self._statements: dict[int, str] = {}
 
     async def insert(self, conn: AsyncConnection, rows: Sequence[Row]) -> set[tuple[str, str]]:
         """Insert ``rows`` (unique keys); return the (project, event id) pairs that were new."""
         new = await self.insert_rows(conn, rows)
         return {(r[0], r[1]) for r in rows} if new is None else new
 
-    async def insert_rows(
-        self, conn: AsyncConnection, rows: Sequence[Row]
-    ) -> set[tuple[str, str]] | None:
-        """Insert ``rows`` (unique keys); return the (project, event id) pairs that were new, or
-        None when all of them were (the common case needs no per-row answer)."""
+    async def insert_rows(self, conn: AsyncConnection, rows: Sequence[Row]) -> NewKeys:
+        """Insert ``rows`` (unique keys) in the caller's transaction; return the (project,
+        event id) pairs that were new, or None when all of them were (the common case needs no
+        per-row answer)."""
         if not rows:
             return None
         if self._sqlite:
             return await self._insert_sqlite(conn, rows)
         return await self._insert_postgres(conn, rows)
 
-    @property
-    def commits_in_one_call(self) -> bool:
-        """Whether ``insert_committed`` saves round trips here (SQLite)."""
-        return self._sqlite
-
-    async def insert_committed(
-        self, conn: AsyncConnection, rows: Sequence[Row]
-    ) -> set[tuple[str, str]] | None:
-        """``insert_rows`` in a transaction of its own, committed before it returns; ``conn``
-        must have none open. On SQLite the inserts and the commit run in one call on the driver's
-        thread: under load every hop back to the event loop waits behind the requests queued
-        there, and a group commit of small requests is mostly hops.
-
-        Where ``commits_in_one_call``, ``rows`` may repeat a key: SQLite inserts them in order,
-        so a key's first row is stored and a later one conflicts as with a stored row (the
-        answer is then never None)."""
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        run = getattr(driver, "_execute", None)  # aiosqlite's "call this on my thread"
-        if not self._sqlite or run is None:
-            async with conn.begin():
-                return await self.insert_rows(conn, rows)
-        if not rows:
-            return None
-        pages = list(self._sqlite_pages(rows))
-        new: set[tuple[str, str]] | None = await run(_write_and_commit, driver, pages, rows)
-        return new
-
-    def _sqlite_pages(self, rows: Sequence[Row]) -> Iterator[tuple[str, list[Any]]]:
-        """(statement, parameters) per page of ``rows``."""
-        for start in range(0, len(rows), _PAGE):
-            page = rows[start : start + _PAGE]
-            size = _page_size(len(page))
-            params = list(chain.from_iterable(page))
-            if size > len(page):
-                params.extend(chain.from_iterable(repeat(page[-1], size - len(page))))
-            yield self._sqlite_statement(size), params
-
-    async def _insert_sqlite(
-        self, conn: AsyncConnection, rows: Sequence[Row]
-    ) -> set[tuple[str, str]] | None:
-        # Straight to the aiosqlite connection, inside the caller's transaction (the sqlite3
-        # driver begins it before the first insert): one hop to its thread per page, where
-        # SQLAlchemy's cursor adaptation would take three.
-        driver: Any = (await conn.get_raw_connection()).driver_connection
+    async def _insert_sqlite(self, conn: AsyncConnection, rows: Sequence[Row]) -> NewKeys:
         changed = last = 0
-        for statement, params in self._sqlite_pages(rows):
-            cursor = await driver.execute(statement, params)
-            if cursor.rowcount > 0:
-                changed += cursor.rowcount
-                last = cursor.lastrowid
+        for statement, params in _sqlite_pages(rows):
+            result = await conn.exec_driver_sql(statement, tuple(params))
+            if result.rowcount > 0:
+                changed += result.rowcount
+                last = result.lastrowid
         if changed == len(rows):
             return None
         if not changed:
             return set()
-        found = await driver.execute_fetchall(_NEW_ROWS, (last, changed))
-        return _check_new(_keys(list(found)), changed, rows)
-
-    def _sqlite_statement(self, size: int) -> str:
-        statement = self._statements.get(size)
-        if statement is None:
-            values = ",".join(repeat("(?,?,?,?,?,?)", size))
-            statement = f"INSERT INTO events ({_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"
-            self._statements[size] = statement
-        return statement
+        found = await conn.exec_driver_sql(_NEW_ROWS.sql, {"last": last, "changed": changed})
+        return _check_new(_keys(found.all()), changed, rows)
 
     async def _insert_postgres(
         self, conn: AsyncConnection, rows: Sequence[Row]

@@ -17,18 +17,20 @@ carrying a key may do:
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import IdempotencyInFlight, IdempotencyKeyReused
 from gateway.storage.engine import now_us
 from gateway.storage.schema import idempotency_keys as keys
+from gateway.storage.writer import SqliteSql
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +66,28 @@ class Replay:
             headers=orjson.loads(row.response_headers or "{}"),
         )
         return cls(endpoint=row.endpoint, response=response)
+
+
+# A claim's completion: its result stored, if the claim still holds the key's lock.
+_COMPLETE = (
+    update(keys)
+    .where(
+        (keys.c.project_id == bindparam("claim_project_id"))
+        & (keys.c.key == bindparam("claim_key"))
+        & (keys.c.token == bindparam("claim_token"))
+    )
+    .values(state="completed", result=bindparam("claim_result"))
+)
+_COMPLETE_SQLITE = SqliteSql(_COMPLETE)
+
+
+def _completion(claim: Claim, result: bytes) -> dict[str, Any]:
+    return {
+        "claim_project_id": claim.project_id,
+        "claim_key": claim.key,
+        "claim_token": claim.token,
+        "claim_result": result,
+    }
 
 
 class IdempotencyStore:
@@ -137,15 +161,13 @@ class IdempotencyStore:
 
     async def complete(self, conn: AsyncConnection, claim: Claim, result: bytes) -> None:
         """Store the request's final result, inside the caller's transaction."""
-        await conn.execute(
-            update(keys)
-            .where(
-                (keys.c.project_id == claim.project_id)
-                & (keys.c.key == claim.key)
-                & (keys.c.token == claim.token)
-            )
-            .values(state="completed", result=result)
-        )
+        await conn.execute(_COMPLETE, _completion(claim, result))
+
+    @staticmethod
+    def complete_sqlite(db: sqlite3.Connection, claim: Claim, result: bytes) -> None:
+        """``complete`` on the SQLite writer's own connection (``gateway.storage.writer``),
+        inside its transaction."""
+        db.execute(_COMPLETE_SQLITE.sql, _COMPLETE_SQLITE.params(_completion(claim, result)))
 
     async def release(self, claim: Claim) -> None:
         """Forget an in-flight key whose request failed retryably, so a retry runs afresh."""

@@ -1,10 +1,12 @@
-"""SQLite's WAL is checkpointed by ``WalCheckpointer``, not inside commits and not on the event
-loop: past SQLite's default 1000-page threshold the database file still holds none of the new
-rows (the log does), and the checkpointer's thread then copies them into it without any commit
-of its own, even while the event loop is too busy to run a task."""
+"""SQLite's WAL is checkpointed by ``WalCheckpointer``, not inside the group commit's commits (on
+the writer's own connection) and not on the event loop: past SQLite's default 1000-page threshold
+the database file still holds none of the new rows (the log does), and the checkpointer's thread
+then copies them into it without any commit of its own, even while the event loop is too busy to
+run a task."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -15,8 +17,9 @@ import pytest
 from gateway import migrate
 from gateway.config import Settings
 from gateway.storage.checkpoint import WalCheckpointer
-from gateway.storage.engine import create_engine, sqlite_file
-from gateway.storage.events import EventStore
+from gateway.storage.engine import create_engine, engine_sqlite_pragmas, sqlite_file
+from gateway.storage.events import commit_rows
+from gateway.storage.writer import SqliteWriter
 from tests.gateway.storage.conftest import row
 
 PAGE = 4096  # SQLite's default page size
@@ -48,14 +51,13 @@ async def test_commits_leave_the_log_to_the_checkpointer_thread(sqlite_path: str
     engine = create_engine(Settings(database_url=f"sqlite:///{sqlite_path}"))
     assert sqlite_file(engine) == sqlite_path
     checkpointer = WalCheckpointer(sqlite_path)
+    writer = SqliteWriter(sqlite_path, await engine_sqlite_pragmas(engine))
     try:
-        store = EventStore(engine)
         padding = b"x" * PAGE  # about a page a row
-        async with engine.connect() as conn:
-            for group in range(20):
-                rows = [row("p", f"{group}-{i}") for i in range(100)]
-                rows = [r._replace(payload=r.payload + padding) for r in rows]
-                assert await store.insert_committed(conn, rows) is None
+        for group in range(20):
+            rows = [row("p", f"{group}-{i}") for i in range(100)]
+            rows = [r._replace(payload=r.payload + padding) for r in rows]
+            assert await writer.run(functools.partial(commit_rows, rows=rows)) is None
         # Past twice the default threshold, and still all in the log.
         assert pages(f"{sqlite_path}-wal") > 2000
         assert pages(sqlite_path) < 100
@@ -68,6 +70,7 @@ async def test_commits_leave_the_log_to_the_checkpointer_thread(sqlite_path: str
         assert logged == copied > 2000
     finally:
         checkpointer.stop()
+        await writer.close()
         await engine.dispose()
 
 
