@@ -75,6 +75,10 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         flags["http_host"], flags["http_port"] = parse_hostport(args.http)
     if args.grpc:
         flags["grpc_host"], flags["grpc_port"] = parse_hostport(args.grpc)
+    if args.ops:
+        flags["ops_host"], flags["ops_port"] = parse_hostport(args.ops)
+    for name in ("tls_cert", "tls_key", "grpc_tls_cert", "grpc_tls_key", "grpc_client_ca"):
+        flags[name] = getattr(args, name)
     flags["workers"] = args.workers
     flags["nats_url"] = args.nats_url
     settings = load_settings(args, env, **flags)

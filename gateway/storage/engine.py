@@ -62,6 +62,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         synchronous = settings.sqlite_synchronous.upper()
+        max_bytes = settings.sqlite_max_bytes
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -71,6 +72,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            if max_bytes:  # the file may not grow past this: writes then fail (SQLITE_FULL)
+                cursor.execute("PRAGMA page_size")
+                page_size = cursor.fetchone()[0]
+                cursor.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
             cursor.close()
 
         return engine
