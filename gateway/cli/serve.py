@@ -88,6 +88,9 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.relay and not settings.nats_url:
         raise ConfigError("serve --relay needs a NATS URL: --nats-url or EVENTGW_NATS_URL")
     logs.configure(settings.log_level, settings.log_format)
+    from gateway.tls import Certificates
+
+    Certificates(settings)  # unreadable or mismatched TLS files: refuse now, not in each worker
     asyncio.run(_prepare(settings, sys.stdout))
     if settings.workers > 1 or args.relay:
         from gateway.workers import supervise

@@ -227,3 +227,17 @@ def test_migration_steps_are_shown_on_a_terminal(tmp_path: Path) -> None:
     with progress.migration_steps(stream=terminal):
         migrate.upgrade(f"sqlite:///{tmp_path / 'steps.db'}")
     assert "Running upgrade  -> " in terminal.getvalue()
+
+
+def test_serve_refuses_tls_files_it_cannot_load(
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setattr("gateway.logs.configure", lambda *args, **kwargs: None)
+    monkeypatch.setattr("gateway.server.run_forever", lambda main: pytest.fail("served"))
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    argv = ["serve", "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "no")]
+    assert cli.main(argv, env=env) == 2
+    assert "tls_cert/tls_key cannot be loaded" in capsys.readouterr().err
