@@ -81,7 +81,11 @@ def create_app(
 def create_ops_app(public: web.Application) -> web.Application:
     """The operations listener's application: ``/metrics``, ``/readyz``, ``/healthz`` over the
     runtime ``public`` opened (set up ``public`` first)."""
-    app = web.Application(middlewares=[access_middleware])
+    settings = public[SETTINGS]
+    app = web.Application(
+        middlewares=[access_middleware],
+        handler_args={"keepalive_timeout": settings.http_keepalive_timeout_seconds},
+    )
     app[RUNTIME] = public[RUNTIME]
     app.router.add_routes(ops.routes())
     return app

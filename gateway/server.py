@@ -75,7 +75,12 @@ async def run(
             ssl_context=certificates.http,
         )
         await site.start()
-        ops_site = web.TCPSite(ops_runner, settings.ops_host, settings.ops_port, reuse_port=True)
+        # The same guard on the ops listener, with a cap of its own: scrapers cannot starve it.
+        ops_limits = Limits(
+            header_timeout=settings.http_header_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
+        ops_site = GuardedSite(ops_runner, settings.ops_host, settings.ops_port, limits=ops_limits)
         await ops_site.start()
         bound = Bound(
             http_host=settings.http_host,

@@ -1,7 +1,7 @@
-"""Slow and greedy HTTP clients are cut off: 3,000 connections that trickle their headers or
+"""Slow and greedy clients are cut off: 3,000 HTTP connections that trickle their headers or
 never finish a declared body are all closed within the configured timeouts while a normal client
 is served throughout, and nothing of the cut-off requests is stored; past the connection cap a
-new connection is refused at once."""
+new connection is refused at once; gRPC connections are recycled at their maximum age."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import grpc
 import orjson
 import pytest
 
 from gateway.config import Settings
-from tests.harness import GatewayProcess, provision, started, stored_events
+from gateway.pb import gateway_pb2_grpc
+from gateway.pb.gateway_pb2 import SubmitBatchRequest
+from tests.harness import GatewayProcess, eventually, provision, started, stored_events
 
 SLOW = 3000
 HEADER_TIMEOUT_S = 2.0
@@ -164,3 +167,25 @@ async def test_connections_past_the_cap_are_refused_at_once(sqlite_url: str) -> 
             assert r.status == 200
         for _, w in held[5:]:
             w.close()
+
+
+async def test_grpc_connections_are_recycled_at_their_maximum_age(sqlite_url: str) -> None:
+    settings = Settings(
+        database_url=sqlite_url,
+        grpc_max_connection_age_seconds=0.5,
+        grpc_max_connection_age_grace_seconds=0.5,
+    )
+    async with (
+        started(settings) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
+        stub = gateway_pb2_grpc.EventGatewayStub(channel)
+        auth = [("authorization", f"Bearer {gw.api_key}")]
+        await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)
+        assert channel.get_state() == grpc.ChannelConnectivity.READY
+
+        async def let_go() -> bool:  # GOAWAY: the channel drops to IDLE until used again
+            return channel.get_state() != grpc.ChannelConnectivity.READY
+
+        await eventually(let_go, limit_s=30)
+        await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)  # and reconnects
