@@ -40,12 +40,13 @@ def descriptors() -> Iterator[int]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def closed(reader: asyncio.StreamReader) -> float:
-    """Read until the server closes the connection; when it did (monotonic)."""
+async def closed(reader: asyncio.StreamReader) -> tuple[float, bytes]:
+    """Read until the server closes the connection: when it did (monotonic), what it sent."""
+    received = b""
     with contextlib.suppress(ConnectionError):
-        while await reader.read(65536):
-            pass
-    return time.monotonic()
+        while chunk := await reader.read(65536):
+            received += chunk
+    return time.monotonic(), received
 
 
 async def test_slow_connections_are_cut_off_while_a_normal_client_is_served(
@@ -80,7 +81,7 @@ async def _barrage(proc: GatewayProcess, key: str) -> int:
         f"Authorization: Bearer {key}\r\n"
     )
     writers: list[asyncio.StreamWriter] = []
-    waits: list[asyncio.Task[float]] = []
+    waits: list[asyncio.Task[tuple[float, bytes]]] = []
     opened: list[float] = []
     stop = asyncio.Event()
     latencies: list[float] = []
@@ -126,14 +127,20 @@ async def _barrage(proc: GatewayProcess, key: str) -> int:
     trickler = asyncio.create_task(trickle())
     try:
         async with asyncio.timeout(60):  # bounds a hang only
-            ends = await asyncio.gather(*waits)
+            answers = await asyncio.gather(*waits)
     finally:
         stop.set()
         await normal
         trickler.cancel()
         for writer in writers:
             writer.close()
-    held = [end - start for start, end in zip(opened, ends, strict=True)]
+    held = [end - start for start, (end, _) in zip(opened, answers, strict=True)]
+    # Trickled headers: closed without an answer. A stalled body: answered in VibeFollow's
+    # envelope with its retryable status (503 there; 408 where a dialect has it), then closed.
+    assert all(not sent for _, sent in answers[1::2])
+    for _, sent in answers[0::2]:
+        assert sent.startswith(b"HTTP/1.1 503 "), sent[:100]
+        assert b"Request body not received within 2 s" in sent, sent
     during = latencies[baseline:]
     print(
         f"\n{SLOW} slow connections closed after {min(held):.1f}-{max(held):.1f} s"
@@ -189,3 +196,24 @@ async def test_grpc_connections_are_recycled_at_their_maximum_age(sqlite_url: st
 
         await eventually(let_go, limit_s=30)
         await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)  # and reconnects
+
+
+async def test_a_grpc_client_pinging_too_often_is_sent_away(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, grpc_min_ping_interval_seconds=10)
+    pinger = [
+        ("grpc.keepalive_time_ms", 100),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    async with (
+        started(settings) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target, options=pinger) as channel,
+    ):
+        stub = gateway_pb2_grpc.EventGatewayStub(channel)
+        auth = [("authorization", f"Bearer {gw.api_key}")]
+        await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)
+
+        async def sent_away() -> bool:
+            return channel.get_state() != grpc.ChannelConnectivity.READY
+
+        await eventually(sent_away, limit_s=30)
