@@ -114,6 +114,7 @@ class GatewayUnderTest:
                     *("--database-url", self.database_url),
                     *("--http", f"127.0.0.1:{self.http_port}"),
                     *("--grpc", f"127.0.0.1:{self.grpc_port}"),
+                    *("--ops", "127.0.0.1:0"),
                 ],
                 cwd=ROOT,
                 env=self.env,

@@ -15,7 +15,9 @@ An access line (``--log-format json``; keys absent when they do not apply)::
      "replayed": false, "error": "…", "latency_ms": 1.234}
 
 gRPC lines have ``"transport": "grpc"``, the method's full path, the numeric status and ``"code"``
-(``"OK"``, ``"UNAUTHENTICATED"``...). Never logged: headers, query strings, credentials, bodies.
+(``"OK"``, ``"UNAUTHENTICATED"``...) and, under mutual TLS, the client certificate's subject
+(``"client_subject": "CN=billing,O=Example"``). Never logged: headers, query strings, credentials,
+bodies.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class RequestInfo:
     replays: int = 0
     rate_limited: bool = False
     error: str = ""  # the GatewayError code, when the request failed
+    client_subject: str = ""  # a gRPC client certificate's subject (mutual TLS)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -91,6 +94,8 @@ class RequestInfo:
             doc["replayed"] = self.replays > 0
         if self.error:
             doc["error"] = self.error
+        if self.client_subject:
+            doc["client_subject"] = self.client_subject
         doc["latency_ms"] = round(seconds * 1000, 3)
         return doc
 

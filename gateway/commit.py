@@ -128,6 +128,10 @@ class GroupCommitter:
         self._on_commit = on_commit
         self._sqlite_file = sqlite_file(events.engine)
         self._sqlite_writers: list[SqliteWriter] = []
+        # Group commits failed in a row (0 after a success), and when the last one failed
+        # (``time.monotonic()``): readiness reads them.
+        self.failures = 0
+        self.failed_at = 0.0
 
     @property
     def queued_events(self) -> int:
@@ -199,6 +203,10 @@ class GroupCommitter:
                 n += len(nxt.rows)
             started = time.perf_counter()
             committed = await self._commit(writer, group)
+            if committed:
+                self.failures = 0
+            else:
+                self.failures, self.failed_at = self.failures + 1, time.monotonic()
             async with self._changed:
                 self._queued -= n
                 self._changed.notify_all()

@@ -45,7 +45,34 @@ class Settings:
     http_port: int = 8080
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    # The operations listener: /metrics, /readyz, /healthz (never on the public HTTP port).
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 9090
     workers: int = 1
+    # TLS (PEM files; reloaded on SIGHUP). gRPC uses the HTTP pair unless given its own; with
+    # ``grpc_client_ca`` gRPC clients must present a certificate signed by that CA (mutual TLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
+    grpc_client_ca: str | None = None
+    # Slow and idle clients (see the README's limits table).
+    http_header_timeout_seconds: float = 20.0
+    http_body_timeout_seconds: float = 60.0
+    http_keepalive_timeout_seconds: float = 75.0
+    max_connections: int = 10_000
+    grpc_keepalive_seconds: float = 60.0
+    grpc_keepalive_timeout_seconds: float = 20.0
+    grpc_min_ping_interval_seconds: float = 300.0
+    grpc_max_connection_age_seconds: float = 3600.0
+    grpc_max_connection_age_grace_seconds: float = 60.0
+    # Readiness: not ready after this many group commits failed in a row (until one succeeds,
+    # or ``readiness_retry_seconds`` after the last failure), nor while an SQLite database has
+    # less room left than ``sqlite_min_free_bytes`` (its disk, or ``sqlite_max_bytes``).
+    readiness_commit_failures: int = 3
+    readiness_retry_seconds: float = 10.0
+    sqlite_min_free_bytes: int = 32 * 1024 * 1024
+    sqlite_max_bytes: int = 0
     # Request limits (see the README's limits table).
     max_body_bytes: int = 5 * 1024 * 1024
     max_grpc_message_bytes: int = 16 * 1024 * 1024
@@ -214,10 +241,10 @@ def _validate(s: Settings) -> None:
     def fail(setting: str, message: str) -> None:
         raise ConfigError(f"{setting}: {message}", setting=setting)
 
-    for name in ("http_port", "grpc_port"):
+    for name in ("http_port", "grpc_port", "ops_port"):
         if not 0 <= getattr(s, name) <= 65535:
             fail(name, f"{getattr(s, name)} is not a port (0-65535)")
-    for name in ("http_host", "grpc_host"):
+    for name in ("http_host", "grpc_host", "ops_host"):
         if not getattr(s, name):
             fail(name, "must not be empty")
     if s.workers < 1:
@@ -234,6 +261,14 @@ def _validate(s: Settings) -> None:
         "idempotency_lock_timeout_seconds",
         "failed_events_per_project",
         "retention_interval_seconds",
+        "http_header_timeout_seconds",
+        "http_body_timeout_seconds",
+        "http_keepalive_timeout_seconds",
+        "max_connections",
+        "grpc_keepalive_seconds",
+        "grpc_keepalive_timeout_seconds",
+        "grpc_max_connection_age_seconds",
+        "readiness_commit_failures",
     ):
         if getattr(s, name) <= 0:
             fail(name, f"must be positive, not {getattr(s, name)}")
@@ -244,6 +279,11 @@ def _validate(s: Settings) -> None:
         "auth_cache_seconds",
         "failed_event_retention_seconds",
         "event_retention_seconds",
+        "grpc_min_ping_interval_seconds",
+        "grpc_max_connection_age_grace_seconds",
+        "readiness_retry_seconds",
+        "sqlite_min_free_bytes",
+        "sqlite_max_bytes",
     ):
         if getattr(s, name) < 0:
             fail(name, f"must not be negative, not {getattr(s, name)}")
@@ -251,6 +291,12 @@ def _validate(s: Settings) -> None:
         fail("log_level", f"{s.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if s.log_format not in LOG_FORMATS:
         fail("log_format", f"{s.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    if (s.tls_cert is None) != (s.tls_key is None):
+        fail("tls_cert", "tls_cert and tls_key go together")
+    if (s.grpc_tls_cert is None) != (s.grpc_tls_key is None):
+        fail("grpc_tls_cert", "grpc_tls_cert and grpc_tls_key go together")
+    if s.grpc_client_ca is not None and (s.grpc_tls_cert or s.tls_cert) is None:
+        fail("grpc_client_ca", "needs a server certificate (grpc_tls_cert or tls_cert)")
     scheme = s.database_url.partition(":")[0].lower()
     if not scheme.startswith(("sqlite", "postgresql", "postgres")):
         fail("database_url", "must be sqlite:///PATH or postgresql://USER@HOST/DB")

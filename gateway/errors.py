@@ -25,7 +25,8 @@
         ├── IdempotencyInFlight       409 the first request with this key is still running
         ├── RateLimited               429
         ├── Overloaded                503 the writer queue is full
-        └── StorageUnavailable        503 the database cannot be reached
+        ├── StorageUnavailable        503 the database cannot be reached
+        └── RequestTimeout            408 the body did not arrive in time
 
 Adapters render this family in their vendor's envelope; the gRPC front maps it with
 ``GRPC_STATUS`` below. Handlers never invent status codes of their own: ``lookup`` is the one way
@@ -184,6 +185,13 @@ class StorageUnavailable(RetryableError):
     code = "storage_unavailable"
 
 
+class RequestTimeout(RetryableError):
+    """The request's body did not arrive in time (``http_body_timeout_seconds``)."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
 # The one table from error class to gRPC status code name (looked up along the MRO, most specific
 # first). Names, not grpc.StatusCode values, so that this module stays free of grpc.
 GRPC_STATUS: dict[type[GatewayError], str] = {
@@ -198,6 +206,7 @@ GRPC_STATUS: dict[type[GatewayError], str] = {
     MethodNotAllowed: "UNIMPLEMENTED",
     IdempotencyKeyReused: "FAILED_PRECONDITION",
     IdempotencyInFlight: "ABORTED",
+    RequestTimeout: "DEADLINE_EXCEEDED",
     RateLimited: "RESOURCE_EXHAUSTED",
     Overloaded: "UNAVAILABLE",
     StorageUnavailable: "UNAVAILABLE",

@@ -71,6 +71,11 @@ class Ingestor:
     def queued_events(self) -> int:
         return self._committer.queued_events
 
+    @property
+    def commit_failures(self) -> tuple[int, float]:
+        """Group commits failed in a row, and when the last one failed (monotonic seconds)."""
+        return self._committer.failures, self._committer.failed_at
+
     async def start(self) -> None:
         await self._committer.start()
 

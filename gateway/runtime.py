@@ -120,7 +120,14 @@ async def open_runtime(
             registry=registry or default_registry(),
             limiter=RateLimiter(workers=settings.workers),
             metrics=metrics,
-            health=Health(engine),
+            health=Health(
+                engine,
+                commit_failures=lambda: ingestor.commit_failures,
+                failure_limit=settings.readiness_commit_failures,
+                retry_seconds=settings.readiness_retry_seconds,
+                database_file=database_file,
+                min_free_bytes=settings.sqlite_min_free_bytes,
+            ),
         )
     finally:
         await retention.stop()

@@ -1,6 +1,7 @@
-"""Running the gateway: one event loop serving HTTP (aiohttp) and gRPC (grpc.aio) until SIGTERM
-or SIGINT, then a graceful stop: listeners close, in-flight requests finish, the writer commits
-what it holds, the process exits 0.
+"""Running the gateway: one event loop serving HTTP (aiohttp), gRPC (grpc.aio) and the operations
+listener until SIGTERM or SIGINT, then a graceful stop: listeners close, in-flight requests
+finish, the writer commits what it holds, the process exits 0. SIGHUP reloads the TLS
+certificates.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.app import GRPC_PORT, create_app
+from gateway.app import GRPC_PORT, create_app, create_ops_app
 from gateway.config import Settings
+from gateway.http.guard import GuardedSite, Limits
+from gateway.tls import Certificates
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Bound:
     http_port: int
     grpc_host: str
     grpc_port: int
+    ops_host: str = ""
+    ops_port: int = 0
 
 
 async def run(
@@ -49,36 +54,57 @@ async def run(
     handle_signals: bool = True,
 ) -> None:
     stop = stop or asyncio.Event()
-    app = create_app(settings)
+    certificates = Certificates(settings)
+    app = create_app(settings, certificates=certificates)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
     )
     await runner.setup()
+    ops_runner = web.AppRunner(create_ops_app(app), handle_signals=False, access_log=None)
     try:
-        site = web.TCPSite(
-            runner, settings.http_host, settings.http_port, reuse_port=True, backlog=1024
+        await ops_runner.setup()
+        limits = Limits(
+            header_timeout=settings.http_header_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
+        site = GuardedSite(
+            runner,
+            settings.http_host,
+            settings.http_port,
+            limits=limits,
+            ssl_context=certificates.http,
         )
         await site.start()
-        http_port = settings.http_port
-        for address in runner.addresses:
-            if isinstance(address, tuple):
-                http_port = int(address[1])
+        # The same guard on the ops listener, with a cap of its own: scrapers cannot starve it.
+        ops_limits = Limits(
+            header_timeout=settings.http_header_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
+        ops_site = GuardedSite(ops_runner, settings.ops_host, settings.ops_port, limits=ops_limits)
+        await ops_site.start()
         bound = Bound(
             http_host=settings.http_host,
-            http_port=http_port,
+            http_port=site.port,
             grpc_host=settings.grpc_host,
             grpc_port=app[GRPC_PORT],
+            ops_host=settings.ops_host,
+            ops_port=ops_site.port,
         )
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, certificates.reload)
         log.info(
-            "serving HTTP on %s:%d and gRPC on %s:%d",
+            "serving HTTP%s on %s:%d, gRPC%s on %s:%d, operations on %s:%d",
+            "S" if certificates.http else "",
             bound.http_host,
             bound.http_port,
+            " over TLS" if certificates.grpc_tls else "",
             bound.grpc_host,
             bound.grpc_port,
+            bound.ops_host,
+            bound.ops_port,
         )
         if handle_signals:  # this run owns the process
             tune_garbage_collector()
@@ -87,10 +113,11 @@ async def run(
         await stop.wait()
         log.info("stopping: draining in-flight requests")
     finally:
+        await ops_runner.cleanup()
         await runner.cleanup()
         if handle_signals:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
 

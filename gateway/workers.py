@@ -114,6 +114,7 @@ class Supervisor:
         self.settings = settings.replace(
             http_port=_resolve_port(settings.http_host, settings.http_port),
             grpc_port=_resolve_port(settings.grpc_host, settings.grpc_port),
+            ops_port=_resolve_port(settings.ops_host, settings.ops_port),
         )
         self._metrics_dir, self._own_metrics_dir = settings.prometheus_multiproc_dir, False
         if self._metrics_dir is None:
@@ -137,6 +138,7 @@ class Supervisor:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._forward)
         variable = ENV_ONLY["prometheus_multiproc_dir"]
         inherited = os.environ.get(variable)
         # Spawned children inherit the environment: prometheus_client reads this on import.
@@ -157,6 +159,13 @@ class Supervisor:
                 os.environ[variable] = inherited
             if self._own_metrics_dir:
                 shutil.rmtree(str(self._metrics_dir), ignore_errors=True)
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        """SIGHUP (reload the TLS certificates): to every running worker."""
+        for slot in self.slots:
+            if slot.process is not None and slot.restart_at is None and slot.process.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.process.pid, signum)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if not self._stopping:
@@ -215,13 +224,15 @@ class Supervisor:
             self._announced = True
             s = self.settings
             log.info(
-                "%d worker%s serving HTTP on %s:%d and gRPC on %s:%d%s",
+                "%d worker%s serving HTTP on %s:%d, gRPC on %s:%d, operations on %s:%d%s",
                 s.workers,
                 "s" if s.workers > 1 else "",
                 s.http_host,
                 s.http_port,
                 s.grpc_host,
                 s.grpc_port,
+                s.ops_host,
+                s.ops_port,
                 ", with the outbox relay" if len(self.slots) > s.workers else "",
             )
 

@@ -50,6 +50,10 @@ class Gateway:
     def grpc_target(self) -> str:
         return f"{self.bound.grpc_host}:{self.bound.grpc_port}"
 
+    @property
+    def ops_url(self) -> str:
+        return f"http://{self.bound.ops_host}:{self.bound.ops_port}"
+
     async def stored(self, project_id: str | None = None) -> list[Event]:
         return await stored_events(self.settings.database_url, project_id or self.project_id)
 
@@ -95,7 +99,7 @@ async def provision(
 async def started(settings: Settings, *, project_id: str | None = None) -> AsyncIterator[Gateway]:
     """Provision the database, serve it on free ports in this event loop, stop it afterwards."""
     pid, key, key_id = await provision(settings.database_url, project_id=project_id)
-    settings = settings.replace(http_port=0, grpc_port=0)
+    settings = settings.replace(http_port=0, grpc_port=0, ops_port=0)
     stop = asyncio.Event()
     ready: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
@@ -116,10 +120,18 @@ async def started(settings: Settings, *, project_id: str | None = None) -> Async
 class GatewayProcess:
     """``python -m gateway serve`` in a child process (for SIGKILL / SIGTERM tests)."""
 
-    def __init__(self, database_url: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.database_url = database_url
+        self.extra_args = extra_args
         self.http_port = free_port()
         self.grpc_port = free_port()
+        self.ops_port = free_port()
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -136,6 +148,9 @@ class GatewayProcess:
                 f"127.0.0.1:{self.http_port}",
                 "--grpc",
                 f"127.0.0.1:{self.grpc_port}",
+                "--ops",
+                f"127.0.0.1:{self.ops_port}",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=self.env,
@@ -173,6 +188,10 @@ class GatewayProcess:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 60) -> None:

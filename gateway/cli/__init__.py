@@ -73,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="serve HTTP and gRPC")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (127.0.0.1:8080)")
     serve.add_argument("--grpc", metavar="HOST:PORT", help="gRPC listen address (127.0.0.1:50051)")
+    serve.add_argument(
+        "--ops",
+        metavar="HOST:PORT",
+        help="operations listener: /metrics, /readyz, /healthz (127.0.0.1:9090)",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS (and gRPC over TLS): PEM")
+    serve.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert: PEM")
+    serve.add_argument("--grpc-tls-cert", metavar="FILE", help="gRPC's own certificate: PEM")
+    serve.add_argument("--grpc-tls-key", metavar="FILE", help="gRPC's own private key: PEM")
+    serve.add_argument(
+        "--grpc-client-ca",
+        metavar="FILE",
+        help="mutual TLS: gRPC clients need a certificate signed by this CA (PEM)",
+    )
     serve.add_argument("--workers", type=int, default=None, help="processes sharing the ports")
     serve.add_argument(
         "--log-format", choices=("json", "text"), help="log lines as JSON (default) or text"

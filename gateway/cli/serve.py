@@ -75,6 +75,10 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         flags["http_host"], flags["http_port"] = parse_hostport(args.http)
     if args.grpc:
         flags["grpc_host"], flags["grpc_port"] = parse_hostport(args.grpc)
+    if args.ops:
+        flags["ops_host"], flags["ops_port"] = parse_hostport(args.ops)
+    for name in ("tls_cert", "tls_key", "grpc_tls_cert", "grpc_tls_key", "grpc_client_ca"):
+        flags[name] = getattr(args, name)
     flags["workers"] = args.workers
     flags["nats_url"] = args.nats_url
     settings = load_settings(args, env, **flags)
@@ -84,6 +88,9 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.relay and not settings.nats_url:
         raise ConfigError("serve --relay needs a NATS URL: --nats-url or EVENTGW_NATS_URL")
     logs.configure(settings.log_level, settings.log_format)
+    from gateway.tls import Certificates
+
+    Certificates(settings)  # unreadable or mismatched TLS files: refuse now, not in each worker
     asyncio.run(_prepare(settings, sys.stdout))
     if settings.workers > 1 or args.relay:
         from gateway.workers import supervise

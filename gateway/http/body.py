@@ -10,12 +10,13 @@ decode (``br`` without Brotli) with a plain-text 400 before any handler runs.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Iterator
 
 from aiohttp import web
 
-from gateway.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import MalformedBody, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 IDENTITY = frozenset({"", "identity"})
 ENCODINGS = IDENTITY | {"gzip", "x-gzip", "deflate"}
@@ -62,7 +63,17 @@ class _Inflater:
             raise ValueError("truncated compressed stream")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, deadline_s: float | None = None) -> bytes:
+    """The request's body (decompressed), at most ``limit`` bytes, all of it within
+    ``deadline_s`` seconds (``RequestTimeout`` past it: nothing of a cut-off body goes further)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"Request body not received within {deadline_s:g} s") from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ENCODINGS:
         raise UnsupportedMediaType(f"Unsupported Content-Encoding: {encoding}")

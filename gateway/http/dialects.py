@@ -86,8 +86,11 @@ class DialectHandler:
         # X-RateLimit-* of a rate-limited key, on every response once it is authenticated.
         limits: dict[str, str] = {}
         try:
-            limit = route.max_body_bytes or self.runtime.settings.max_body_bytes
-            raw = dataclasses.replace(raw, body=await read_body(request, limit))
+            settings = self.runtime.settings
+            limit = route.max_body_bytes or settings.max_body_bytes
+            raw = dataclasses.replace(
+                raw, body=await read_body(request, limit, settings.http_body_timeout_seconds)
+            )
             translation = adapter.translate(raw)
             info.events = len(translation.items)
             self.runtime.metrics.observe_batch(adapter.name, route.name, info.events)

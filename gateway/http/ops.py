@@ -1,6 +1,9 @@
 """Operational endpoints: ``GET /healthz`` (the process serves), ``GET /readyz`` (the database
-answers, its schema is at the migrations' head, and an in-process relay is healthy; see
-``gateway.health``) and ``GET /metrics`` (Prometheus text format; see ``gateway.metrics``)."""
+answers, its schema is at the migrations' head and writes succeed; see ``gateway.health``) and
+``GET /metrics`` (Prometheus text format; see ``gateway.metrics``).
+
+The operations listener (``--ops``) serves all three (``routes``); the public listener only
+``/healthz``, for load balancers (``public_routes``): project ids and traffic stay off it."""
 
 from __future__ import annotations
 
@@ -15,10 +18,15 @@ from gateway.runtime import RUNTIME
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def routes() -> list[web.RouteDef]:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
 
+
+def public_routes() -> list[web.RouteDef]:
+    return [web.get("/healthz", _named("healthz", _healthz))]
+
+
+def routes() -> list[web.RouteDef]:
     async def readyz(request: web.Request) -> web.Response:
         readiness = await request.app[RUNTIME].health.check()
         return web.json_response(readiness.document(), status=200 if readiness.ready else 503)
@@ -30,7 +38,7 @@ def routes() -> list[web.RouteDef]:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     return [
-        web.get("/healthz", _named("healthz", healthz)),
+        *public_routes(),
         web.get("/readyz", _named("readyz", readyz)),
         web.get("/metrics", _named("metrics", metrics)),
     ]

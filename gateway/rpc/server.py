@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.access import GRPC_REQUEST_ID, RequestInfo, finish, request_id
+from gateway.config import Settings
 from gateway.errors import InvalidRequest
 from gateway.health import Health
 from gateway.pb.gateway_pb2 import GetSubmissionRequest, SubmitBatchRequest, SubmitBatchResponse
@@ -38,6 +39,9 @@ async def call(
         dialect="grpc",
         endpoint=method,
     )
+    subject = list((context.auth_context() or {}).get("x509_subject", ()))
+    if subject:
+        info.client_subject = subject[0].decode(errors="replace")
     try:
         await context.send_initial_metadata(((GRPC_REQUEST_ID, info.request_id),))
         yield info
@@ -138,16 +142,39 @@ class ReadinessHealthServicer(health.aio.HealthServicer):  # type: ignore[misc,n
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """Start the gRPC server (EventGateway, health, reflection); returns it and its bound port."""
-    limit = runtime.settings.max_grpc_message_bytes
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 1),
-        ]
-    )
+def _options(settings: Settings) -> list[tuple[str, int]]:
+    """Channel arguments: message limits, and the connection limits of the README's table."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    limit = settings.max_grpc_message_bytes
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.so_reuseport", 1),
+        # Ping an idle client to find dead connections; close one that does not answer.
+        ("grpc.keepalive_time_ms", ms(settings.grpc_keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", ms(settings.grpc_keepalive_timeout_seconds)),
+        # Keepalive enforcement: a client pinging more often than this is sent GOAWAY.
+        (
+            "grpc.http2.min_recv_ping_interval_without_data_ms",
+            ms(settings.grpc_min_ping_interval_seconds),
+        ),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Connections are recycled (clients reconnect, rebalancing across workers and hosts).
+        ("grpc.max_connection_age_ms", ms(settings.grpc_max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.grpc_max_connection_age_grace_seconds)),
+    ]
+
+
+async def start_grpc_server(
+    runtime: Runtime, host: str, port: int, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server (EventGateway, health, reflection), over TLS with ``credentials``;
+    returns it and its bound port."""
+    server = grpc.aio.server(options=_options(runtime.settings))
     server.add_generic_rpc_handlers((_handlers(EventGatewayService(runtime)),))
     health_servicer = ReadinessHealthServicer(runtime.health)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -159,7 +186,11 @@ async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[grp
         ),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     await server.start()
     for name in ("", SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

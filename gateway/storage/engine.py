@@ -64,12 +64,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         synchronous = settings.sqlite_synchronous.upper()
+        max_bytes = settings.sqlite_max_bytes
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             for pragma in sqlite_pragmas(synchronous):
                 cursor.execute(pragma)
+            if max_bytes:  # the file may not grow past this: writes then fail (SQLITE_FULL)
+                cursor.execute("PRAGMA page_size")
+                page_size = cursor.fetchone()[0]
+                cursor.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
             cursor.close()
 
         return engine
@@ -82,24 +87,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def sqlite_pragmas(synchronous: str | int) -> tuple[str, ...]:
+def sqlite_pragmas(synchronous: str | int, max_page_count: int | None = None) -> tuple[str, ...]:
     """How every SQLite connection of the gateway is set up: the engine's pooled ones and the
-    group commit's own (``gateway.storage.writer``)."""
+    group commit's own (``gateway.storage.writer``); ``max_page_count`` caps the file."""
+    cap = () if max_page_count is None else (f"PRAGMA max_page_count={max_page_count}",)
     return (
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA busy_timeout=30000",
         "PRAGMA foreign_keys=ON",
         f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}",
+        *cap,
     )
 
 
 async def engine_sqlite_pragmas(engine: AsyncEngine) -> tuple[str, ...]:
-    """``sqlite_pragmas`` as ``engine``'s connections have them (their ``synchronous`` read
-    back from one), for a plain ``sqlite3`` connection to the same database."""
+    """``sqlite_pragmas`` as ``engine``'s connections have them (their ``synchronous`` and
+    ``max_page_count`` read back from one), for a plain ``sqlite3`` connection to the same
+    database."""
     async with engine.connect() as conn:
         level = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
-    return sqlite_pragmas(int(level))
+        cap = (await conn.exec_driver_sql("PRAGMA max_page_count")).scalar_one()
+    return sqlite_pragmas(int(level), int(cap))
 
 
 def now_us() -> int:

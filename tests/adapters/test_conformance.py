@@ -319,7 +319,7 @@ def test_render_error_is_json_with_an_error_status(
         payload = json_body(response)
         assert isinstance(payload, dict) and payload
         if error.retryable:
-            # Clients retry these: never a permanent 4xx other than conflict / rate limit.
-            assert response.status in (409, 429) or response.status >= 500
+            # Clients retry these: never a permanent 4xx other than timeout, conflict, rate limit.
+            assert response.status in (408, 409, 429) or response.status >= 500
         elif isinstance(error, errors_module.PermanentError):
             assert response.status < 500, (cls.__name__, response.status)

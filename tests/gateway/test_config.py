@@ -144,3 +144,29 @@ def test_print_config_output_reads_back_as_the_same_settings(tmp_path: Path) -> 
     assert "# nats_url =" in text  # unset: a comment
     assert tomllib.loads(text)["http_port"] == 9000
     assert Settings.load({}, config_file=toml(tmp_path, text)) == settings
+
+
+def test_edge_settings_from_toml_environment_and_flags(tmp_path: Path) -> None:
+    path = toml(
+        tmp_path,
+        'ops_port = 9191\ntls_cert = "/etc/gw.crt"\ntls_key = "/etc/gw.key"\n'
+        "http_body_timeout_seconds = 30\n",
+    )
+    env = {"EVENTGW_MAX_CONNECTIONS": "500", "EVENTGW_GRPC_CLIENT_CA": "/etc/ca.pem"}
+    settings = Settings.load(env, config_file=path, ops_host="0.0.0.0")
+    assert (settings.ops_host, settings.ops_port) == ("0.0.0.0", 9191)
+    assert (settings.tls_cert, settings.tls_key) == ("/etc/gw.crt", "/etc/gw.key")
+    assert settings.grpc_client_ca == "/etc/ca.pem"
+    assert (settings.max_connections, settings.http_body_timeout_seconds) == (500, 30.0)
+    defaults = Settings()
+    assert (defaults.ops_host, defaults.ops_port) == ("127.0.0.1", 9090)
+    assert defaults.tls_cert is None and defaults.max_connections > 0
+
+
+def test_tls_settings_go_together() -> None:
+    with pytest.raises(ConfigError, match="tls_cert and tls_key go together"):
+        Settings(tls_cert="/etc/gw.crt")
+    with pytest.raises(ConfigError, match="grpc_client_ca: needs a server certificate"):
+        Settings(grpc_client_ca="/etc/ca.pem")
+    with pytest.raises(ConfigError, match="http_header_timeout_seconds: must be positive"):
+        Settings(http_header_timeout_seconds=0)

@@ -41,7 +41,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def scrape(http: aiohttp.ClientSession, gateway: Gateway) -> dict[tuple[str, str], float]:
     """Every sample of /metrics, keyed by (name, sorted labels as text)."""
-    async with http.get(gateway.http_url + "/metrics") as response:
+    async with http.get(gateway.ops_url + "/metrics") as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=")
         text = await response.text()
@@ -296,12 +296,14 @@ async def test_healthz_readyz_and_grpc_health_on_a_migrated_database(
 ) -> None:
     async with http.get(gateway.http_url + "/healthz") as r:
         assert (r.status, await r.json()) == (200, {"status": "ok"})
-    async with http.get(gateway.http_url + "/readyz") as r:
+    async with http.get(gateway.ops_url + "/readyz") as r:
         assert r.status == 200
         assert await r.json() == {
             "status": "ok",
             "database": "ok",
             "schema": migrate.head_revision(),
+            "disk": "ok",
+            "writes": "ok",
         }
     async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -315,7 +317,7 @@ async def test_readyz_and_grpc_health_refuse_a_schema_behind_head(
     url = f"sqlite:///{tmp_path / 'behind.db'}"
     await asyncio.to_thread(migrate.upgrade, url)
     await asyncio.to_thread(migrate.downgrade, url, "base")
-    settings = Settings(database_url=url, http_port=0, grpc_port=0)
+    settings = Settings(database_url=url, http_port=0, grpc_port=0, ops_port=0)
     stop = asyncio.Event()
     ready: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
@@ -323,7 +325,7 @@ async def test_readyz_and_grpc_health_refuse_a_schema_behind_head(
     )
     try:
         bound = await asyncio.wait_for(ready, 60)
-        async with http.get(f"http://127.0.0.1:{bound.http_port}/readyz") as r:
+        async with http.get(f"http://127.0.0.1:{bound.ops_port}/readyz") as r:
             assert r.status == 503
             body = await r.json()
         assert body["status"] == "unavailable" and body["database"] == "ok"
@@ -350,7 +352,7 @@ async def main():
     def ready(bound):
         print(gc.get_freeze_count(), gc.get_threshold()[0], flush=True)
         stop.set()
-    settings = Settings(database_url=sys.argv[1], http_port=0, grpc_port=0)
+    settings = Settings(database_url=sys.argv[1], http_port=0, grpc_port=0, ops_port=0)
     await run(settings, stop=stop, on_ready=ready)
 
 asyncio.run(main())

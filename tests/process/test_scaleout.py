@@ -21,6 +21,7 @@ import aiohttp
 import grpc
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import distinct, func, select
 
 from gateway import migrate
@@ -77,6 +78,7 @@ class Cluster:
     log: Path
     http_port: int
     grpc_port: int
+    ops_port: int
     database_url: str
     project_id: str
     api_key: str
@@ -126,19 +128,20 @@ class Cluster:
 
 
 def start_cluster(database_url: str, project_id: str, api_key: str, log: Path) -> Cluster:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, ops_port = free_port(), free_port(), free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gateway", "serve", "--workers", "2"),
                 *("--database-url", database_url),
                 *("--http", f"127.0.0.1:{http_port}", "--grpc", f"127.0.0.1:{grpc_port}"),
+                *("--ops", f"127.0.0.1:{ops_port}"),
             ],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    cluster = Cluster(proc, log, http_port, grpc_port, database_url, project_id, api_key)
+    cluster = Cluster(proc, log, http_port, grpc_port, ops_port, database_url, project_id, api_key)
     try:
         cluster.wait_for_log("2 workers serving")
     except BaseException:
@@ -187,6 +190,7 @@ async def new_project(cluster: Cluster) -> AsyncIterator[Cluster]:
         cluster.log,
         cluster.http_port,
         cluster.grpc_port,
+        cluster.ops_port,
         cluster.database_url,
         project.id,
         secret,
@@ -286,7 +290,28 @@ async def test_grpc_batches_across_two_workers_store_every_event_once(
     again = await asyncio.gather(*(client(n, "-again") for n in range(clients)))
     assert sum(again, collections.Counter[int]()) == {DUPLICATE: total}
     assert await count_stored(c.database_url, c.project_id) == (total, total)
+    # The operations listener answers for both workers: whichever takes the scrape counts all.
+    for _ in range(4):
+        assert await accepted_on_ops(c) == total
     print(f"\n{total} events in {clients}x{batches} gRPC batches: {total / elapsed:,.0f} events/s")
+
+
+async def accepted_on_ops(c: Cluster) -> float:
+    """``eventgw_events_total`` accepted for ``c``'s project, scraped from the ops listener."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{c.ops_port}/metrics") as response,
+    ):
+        assert response.status == 200
+        text = await response.text()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "eventgw_events_total"
+        and s.labels.get("project") == c.project_id
+        and s.labels.get("outcome") == "accepted"
+    )
 
 
 async def grpc_load(

@@ -45,7 +45,7 @@ async def test_serve_with_relay_publishes_what_it_acknowledges(
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "gateway", "serve", "--relay", "--nats-url", nats_url()),
             *("--database-url", sqlite_url, "--http", f"127.0.0.1:{http}"),
-            *("--grpc", f"127.0.0.1:{grpc_port}"),
+            *("--grpc", f"127.0.0.1:{grpc_port}", "--ops", f"127.0.0.1:{free_port()}"),
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -255,3 +255,17 @@ async def test_events_export_shows_the_new_types_in_protobufs_json_mapping(
     ]
     assert exported[0]["webVital"] == {"metric": "LCP", "value": 1834.5}
     assert exported[1]["error"] == {"message": "boom", "line": "3", "errorType": "TypeError"}
+
+
+def test_serve_refuses_tls_files_it_cannot_load(
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setattr("gateway.logs.configure", lambda *args, **kwargs: None)
+    monkeypatch.setattr("gateway.server.run_forever", lambda main: pytest.fail("served"))
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    argv = ["serve", "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "no")]
+    assert cli.main(argv, env=env) == 2
+    assert "tls_cert/tls_key cannot be loaded" in capsys.readouterr().err

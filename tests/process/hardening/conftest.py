@@ -51,6 +51,10 @@ class Server:
     def grpc_target(self) -> str:
         return self.proc.grpc_target
 
+    @property
+    def ops_url(self) -> str:
+        return self.proc.ops_url
+
     def alive(self) -> bool:
         return self.proc.proc is not None and self.proc.proc.poll() is None
 

@@ -471,9 +471,9 @@ async def test_server_is_healthy_after_the_barrage_and_stored_no_junk(server: Se
     assert server.alive()
     assert await server.stored_ids() == set(), "junk was stored"
     async with aiohttp.ClientSession() as session:
-        for path in ("/healthz", "/readyz"):
-            async with session.get(server.http_url + path) as resp:
-                assert resp.status == 200, path
+        for url in (server.http_url + "/healthz", server.ops_url + "/readyz"):
+            async with session.get(url) as resp:
+                assert resp.status == 200, url
         for dialect in DIALECTS:
             status, doc, _ = await post_valid(
                 session, server.http_url, dialect, server.key, server.project_id

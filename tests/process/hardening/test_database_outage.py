@@ -133,7 +133,7 @@ async def test_database_outage_is_retryable_and_recovers(
                     assert_retryable(dialect, status, doc, headers)
                 assert await grpc_call(server) == grpc.StatusCode.UNAVAILABLE
                 assert await grpc_lookup(server) == grpc.StatusCode.UNAVAILABLE
-                async with session.get(server.http_url + "/readyz") as resp:
+                async with session.get(server.ops_url + "/readyz") as resp:
                     assert resp.status == 503
                 async with session.get(server.http_url + "/healthz") as resp:
                     assert resp.status == 200
@@ -152,7 +152,7 @@ async def test_database_outage_is_retryable_and_recovers(
                 await asyncio.sleep(0.2)
             assert await grpc_call(server) == grpc.StatusCode.OK
             assert await grpc_lookup(server) == grpc.StatusCode.NOT_FOUND
-            async with session.get(server.http_url + "/readyz") as resp:
+            async with session.get(server.ops_url + "/readyz") as resp:
                 assert resp.status == 200
         assert server.alive()
     finally:
