@@ -7,6 +7,7 @@ it waits, without blocking the loop, while the buffer is full).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ class AsyncEventClient:
         self._engine = Engine(target, api_key, self.options)
         self._started = False
         self._closed = False
+        self._since_yield = 0
 
     async def start(self) -> None:
         """Open the channel and start sending (the first ``track`` does it too)."""
@@ -54,7 +56,13 @@ class AsyncEventClient:
             and not await self._engine.wait_for_room(self.options.block_timeout)
         ):
             raise BufferFull(f"no room in the buffer within {self.options.block_timeout} s")
-        return buffer.add(encoded, wait=False)
+        added = buffer.add(encoded, wait=False)
+        self._since_yield += 1
+        if self._since_yield >= self.options.batch_size:
+            # A producer that never awaits otherwise would starve the sending tasks.
+            self._since_yield = 0
+            await asyncio.sleep(0)
+        return added
 
     async def flush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Send everything buffered; True once all of it is answered, False on ``timeout``."""

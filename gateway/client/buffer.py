@@ -86,6 +86,7 @@ class Buffer:
         max_batch_bytes: int,
         on_batch_ready: Callable[[], None],
         counters: Counters,
+        key_factory: Callable[[], str] | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
@@ -100,6 +101,7 @@ class Buffer:
         self.held = 0
         self.closed = False
         self._on_batch_ready = on_batch_ready
+        self._key = key_factory or (lambda: f"egwc-{uuid.uuid4()}")
         self.lock = threading.Lock()
         self.space = threading.Condition(self.lock)
 
@@ -169,7 +171,7 @@ class Buffer:
             return batches
 
     def _batch(self, events: list[bytes]) -> Batch:
-        key = f"egwc-{uuid.uuid4()}"
+        key = self._key()
         return Batch(key=key, events=events, request=batch_request(key, events))
 
     def release(self, n: int) -> None:

@@ -43,6 +43,7 @@ class Engine:
             max_batch_bytes=options.max_batch_bytes,
             on_batch_ready=self._wake,
             counters=self.counters,
+            key_factory=options.key_factory,
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []

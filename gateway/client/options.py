@@ -42,6 +42,8 @@ class Options:
     private_key: Pem | None = None
     channel_options: Sequence[tuple[str, Any]] = ()
     on_rejected: Callable[[list[Rejection]], None] | None = None
+    # The idempotency key of each new batch (default: "egwc-" and a random UUID).
+    key_factory: Callable[[], str] | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in ("unary", "stream"):

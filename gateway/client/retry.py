@@ -4,7 +4,9 @@ Retried, with the same batch under the same idempotency key: ``UNAVAILABLE`` (th
 down or its writer queue is full), ``ABORTED`` (the first request with the key is still in
 flight), ``DEADLINE_EXCEEDED``, and ``RESOURCE_EXHAUSTED`` when it carries a ``RetryInfo`` (the
 rate limit; without one it is a message over the size limit, which would fail again). Every
-other status is a request error, reported and not retried.
+other status is a request error, reported and not retried, except one: ``INTERNAL`` with the
+message "Internal error from Core" is raised by grpc itself when a stream's connection breaks
+under it (the gateway never sent it), and is retried like ``UNAVAILABLE``.
 
 The wait is the server's ``google.rpc.RetryInfo`` when it sends one, else exponential backoff
 with full jitter. ``RetryInfo`` travels in the ``grpc-status-details-bin`` trailer as a
@@ -30,6 +32,7 @@ RETRIED = frozenset(
     }
 )
 DETAILS_KEY = "grpc-status-details-bin"
+CORE_FAILURE = "Internal error from Core"
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 
 
@@ -103,6 +106,7 @@ def classify(error: grpc.aio.AioRpcError) -> Failure:
     message = error.details() or ""
     hint = retry_info(error.trailing_metadata())
     retried = code in RETRIED and (code != grpc.StatusCode.RESOURCE_EXHAUSTED or hint is not None)
+    retried |= code == grpc.StatusCode.INTERNAL and message == CORE_FAILURE
     return Failure(code, message, hint, retried)
 
 
