@@ -6,6 +6,8 @@
 - the pipeline (``gateway.model``, ``gateway.ingest``, ``gateway.commit``) imports no front and
   no adapter;
 - storage imports nothing of the pipeline, the fronts or the adapters;
+- the client (``gateway.client``) imports nothing of the gateway but itself and the generated
+  ``gateway.pb``, and no framework but grpc (it ships to services that run no server);
 - no import cycle among the modules, lazy imports included.
 
 Each rule is also run on a small made-up graph that breaks it, so a rule that could never fail
@@ -26,6 +28,7 @@ FRAMEWORKS = ("aiohttp", "grpc", "grpc_status", "grpc_health", "grpc_reflection"
 PIPELINE = ("gateway.model", "gateway.ingest", "gateway.commit")
 FRONTS = ("gateway.http", "gateway.rpc")
 STORAGE = "gateway.storage"
+CLIENT = "gateway.client"
 
 Graph = Mapping[str, set[str]]
 
@@ -83,6 +86,18 @@ def violations(graph: Graph) -> list[str]:
                 broken.append(f"pipeline {importer} -> {target}")
             elif within(importer, (STORAGE,)) and within(target, (*PIPELINE, *FRONTS, "adapters")):
                 broken.append(f"storage {importer} -> {target}")
+            elif within(importer, (CLIENT,)) and (
+                (
+                    within(target, ("gateway", "adapters"))
+                    and not within(target, (CLIENT, "gateway.pb"))
+                )
+                or (
+                    within(target, FRAMEWORKS)
+                    and target != "grpc"
+                    and not target.startswith("grpc.")
+                )
+            ):
+                broken.append(f"client {importer} -> {target}")
     return broken
 
 
@@ -123,7 +138,13 @@ GRAPH = project_graph()
 
 
 def test_the_graph_sees_every_layer() -> None:
-    for module in ("adapters.base", "gateway.model", "gateway.ingest", "gateway.http.dialects"):
+    for module in (
+        "adapters.base",
+        "gateway.model",
+        "gateway.ingest",
+        "gateway.http.dialects",
+        "gateway.client.engine",
+    ):
         assert module in GRAPH
     assert "gateway.storage.events" in GRAPH["gateway.ingest"]
     assert "gateway.model" in GRAPH["adapters.base"]
@@ -151,6 +172,10 @@ def test_no_import_cycle() -> None:
         ("gateway.commit", "gateway.rpc.translate"),
         ("gateway.storage.events", "gateway.model"),
         ("gateway.storage.events", "adapters.base"),
+        ("gateway.client.engine", "gateway.errors"),
+        ("gateway.client", "gateway.rpc.translate"),
+        ("gateway.client.retry", "grpc_status"),
+        ("gateway.client.x", "aiohttp"),
     ],
 )
 def test_each_wall_holds_against_an_import_that_breaks_it(importer: str, imported: str) -> None:
