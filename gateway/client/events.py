@@ -9,24 +9,40 @@ the very same bytes.
 from __future__ import annotations
 
 import os
+import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from gateway.pb.event_pb2 import Event, EventType
 
+_RANDOM = bytearray()  # os.urandom drawn in blocks; emptied in a forked child
+_RANDOM_LOCK = threading.Lock()
+
+
+def _random80() -> int:
+    with _RANDOM_LOCK:
+        if len(_RANDOM) < 10:
+            _RANDOM.extend(os.urandom(2560))
+        chunk = _RANDOM[-10:]
+        del _RANDOM[-10:]
+    return int.from_bytes(chunk)
+
+
+os.register_at_fork(after_in_child=_RANDOM.clear)
+
 
 def uuid7() -> str:
     """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits, so ids sort by
-    time. The randomness comes from ``os.urandom``, safe across ``fork``."""
+    time. The randomness comes from ``os.urandom`` (never shared with a forked child)."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10))
+    rand = _random80()
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76 | ((rand >> 62) & 0xFFF) << 64  # version 7, rand_a
     value |= 0b10 << 62 | (rand & ((1 << 62) - 1))  # variant, rand_b
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def track_event(
@@ -71,7 +87,8 @@ def stamp(event: Event) -> None:
     if not event.id:
         event.id = uuid7()
     if not event.HasField("occurred_at"):
-        event.occurred_at.FromNanoseconds(time.time_ns())
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        event.occurred_at.seconds, event.occurred_at.nanos = seconds, nanos
 
 
 def varint(n: int) -> bytes:
