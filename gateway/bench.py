@@ -9,7 +9,10 @@ not counted (the clients' synchronized start is not the steady state the figures
 - ``grpc-batch``: unary ``SubmitBatch`` of 500 events with unique ids, several calls in flight;
 - ``grpc-stream``: ``SubmitStream``, 500-event batches pipelined on a few streams;
 - ``databuddy-batch``: Databuddy ``POST /batch``, 100 tracker page views per request;
-- ``track``: Databuddy ``POST /track``, one custom event per request.
+- ``track``: Databuddy ``POST /track``, one custom event per request;
+- ``grpc-client`` (only when named in ``--scenarios``): the same events as ``grpc-batch`` through
+  the client for internal services (``gateway.bench_client``), its ratio to ``grpc-batch`` and
+  its own CPU per event.
 
 For each it reports events/s, requests/s, p50/p99 latency per request (client side) and the
 gateway's peak RSS, and, measured in the same run, the raw limit: the same serialized events
@@ -42,14 +45,22 @@ from typing import Any, TextIO
 
 import orjson
 
+from gateway.bench_client import client_worker
 from gateway.bench_load import Gate, Tally, Target, Window, load_worker, raw_postgres, raw_sqlite
 
-SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")
+SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")  # the default run
+OPTIONAL_SCENARIOS = ("grpc-client",)
 # Requests in flight per load-generator process (streams for grpc-stream, each with
 # STREAM_WINDOW batches in flight). A closed loop driven harder than the gateway's throughput
 # gains only queueing; SubmitBatch still gains up to 10 in flight, because each group commit then
 # carries more events per fsync (~1,700 rather than ~1,250 at 6), with p99 still under 100 ms.
-CONCURRENCY = {"grpc-batch": 5, "grpc-stream": 2, "databuddy-batch": 8, "track": 24}
+CONCURRENCY = {
+    "grpc-batch": 5,
+    "grpc-stream": 2,
+    "databuddy-batch": 8,
+    "track": 24,
+    "grpc-client": 5,  # batches in flight per client, as grpc-batch
+}
 ROOT = Path(__file__).resolve().parents[1]
 # How long past the window a load process may take to report (in-flight requests finish).
 WORKER_GRACE_SECONDS = 60.0
@@ -87,6 +98,8 @@ class Figure:
     gateway_cpu_s: float | None = None
     cpu_us_per_event: float | None = None
     loadgen_cpu_s: float | None = None
+    # The load process's CPU per event counted: for grpc-client, the client's cost.
+    loadgen_cpu_us_per_event: float | None = None
     # From the gateway's /metrics over the window: group commits, their mean size and time.
     commits: int | None = None
     events_per_commit: float | None = None
@@ -124,6 +137,9 @@ def figure(
         gateway_cpu_s=None if cpu_s is None else round(cpu_s, 3),
         cpu_us_per_event=per_event,
         loadgen_cpu_s=round(tally.cpu_s, 3) if tally.cpu_s else None,
+        loadgen_cpu_us_per_event=(
+            round(tally.cpu_s / tally.events * 1e6, 2) if tally.cpu_s and tally.events else None
+        ),
         first_error=tally.first_error,
     )
 
@@ -323,7 +339,7 @@ def run_scenario(
     window = Window(options.seconds, options.warmup_s)
     workers = [
         ctx.Process(
-            target=load_worker,
+            target=client_worker if scenario == "grpc-client" else load_worker,
             args=(scenario, target, n, concurrency, window, gate, results),
             daemon=True,
         )
@@ -460,6 +476,10 @@ def targets(figures: Sequence[Figure], raw: Figure, peak_rss_mb: float) -> list[
                 ratio = f.events_per_s / raw.events_per_s
                 checks.append((name, f"x {raw.name} >= 0.30", round(ratio, 3), 0.30, True))
             checks.append((name, "p99 ms <= 100", f.p99_ms, 100, False))
+    client, batch = by_name.get("grpc-client"), by_name.get("grpc-batch")
+    if client is not None and batch is not None and batch.events_per_s:
+        ratio = round(client.events_per_s / batch.events_per_s, 3)
+        checks.append(("grpc-client", "x grpc-batch >= 0.80", ratio, 0.80, True))
     if (f := by_name.get("databuddy-batch")) is not None:
         checks.append(("databuddy-batch", "events/s >= 30000", f.events_per_s, 30_000, True))
     if (f := by_name.get("track")) is not None:
@@ -515,6 +535,9 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
         )
         if row["first_error"]:
             print(f"  first error: {row['first_error']}", file=out)
+    for row in report["scenarios"]:
+        if row["name"] == "grpc-client" and row["loadgen_cpu_us_per_event"] is not None:
+            print(f"client CPU per event: {row['loadgen_cpu_us_per_event']:.1f} us", file=out)
     print(f"gateway peak RSS: {report['gateway_peak_rss_mb']:.0f} MB", file=out)
     for check in report["targets"]:
         mark = "met" if check["met"] else "NOT MET"
@@ -522,7 +545,16 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
 
 
 # The figures a series of runs summarizes, each as its median and range.
-SERIES_KEYS = ("events_per_s", "requests_per_s", "p50_ms", "p99_ms", "ratio_to_raw", "peak_rss_mb")
+SERIES_KEYS = (
+    "events_per_s",
+    "requests_per_s",
+    "p50_ms",
+    "p99_ms",
+    "ratio_to_raw",
+    "peak_rss_mb",
+    "cpu_us_per_event",
+    "loadgen_cpu_us_per_event",
+)
 
 
 def _spread(values: Sequence[float | None]) -> dict[str, float] | None:
@@ -585,6 +617,10 @@ def render_series(series: dict[str, Any], out: TextIO) -> None:
             f"{cell(row['p99_ms'], '.1f'):>20}{cell(row['ratio_to_raw'], '.2f'):>20}",
             file=out,
         )
+    for row in summary["figures"]:
+        if row["name"] == "grpc-client" and row["loadgen_cpu_us_per_event"] is not None:
+            client_cpu = cell(row["loadgen_cpu_us_per_event"], ".1f")
+            print(f"client CPU per event, us: {client_cpu}", file=out)
     print(f"gateway peak RSS MB: {cell(summary['gateway_peak_rss_mb'], '.0f')}", file=out)
     for check in summary["targets"]:
         print(
@@ -599,7 +635,7 @@ def _number(value: float) -> str:
 
 
 def main(options: BenchOptions, *, as_json: bool, out: TextIO, runs: int = 1) -> int:
-    unknown = set(options.scenarios) - set(SCENARIOS)
+    unknown = set(options.scenarios) - set(SCENARIOS) - set(OPTIONAL_SCENARIOS)
     if unknown:
         print(f"eventgw: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2

@@ -73,6 +73,7 @@ examples:
   eventgw bench
   eventgw bench --seconds 5 --scenarios grpc-batch,track --json
   eventgw bench --seconds 5 --runs 9
+  eventgw bench --seconds 5 --runs 3 --scenarios grpc-batch,grpc-client
   eventgw bench --database-url postgresql://eventgw@db/postgres
 """,
 }

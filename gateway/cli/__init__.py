@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scenarios",
         default="grpc-batch,grpc-stream,databuddy-batch,track",
-        help="comma-separated (default: all four)",
+        help="comma-separated (default: the first four of grpc-batch, grpc-stream,"
+        " databuddy-batch, track, grpc-client; grpc-client is events through gateway.client)",
     )
     bench.add_argument(
         "--clients", type=int, default=2, help="load-generator processes per scenario (2)"
