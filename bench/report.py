@@ -57,6 +57,8 @@ class Figure:
     gateway_cpu_s: float | None = None
     cpu_us_per_event: float | None = None
     loadgen_cpu_s: float | None = None
+    # The load process's CPU per event counted: for grpc-client, the client's own cost.
+    loadgen_cpu_us_per_event: float | None = None
     # From the gateway's /metrics over the window: group commits, their mean size and time.
     commits: int | None = None
     events_per_commit: float | None = None
@@ -112,6 +114,9 @@ def figure(
         gateway_cpu_s=None if cpu_s is None else round(cpu_s, 3),
         cpu_us_per_event=per_event,
         loadgen_cpu_s=round(tally.cpu_s, 3) if tally.cpu_s else None,
+        loadgen_cpu_us_per_event=(
+            round(tally.cpu_s / tally.events * 1e6, 2) if tally.cpu_s and tally.events else None
+        ),
         first_error=tally.first_error,
     )
 
@@ -156,6 +161,10 @@ def targets(figures: Sequence[Figure], raw: Figure, peak_rss_mb: float) -> tuple
                 ratio = f.events_per_s / raw.events_per_s
                 checks.append((name, f"x {raw.name} >= 0.30", round(ratio, 3), 0.30, True))
             checks.append((name, "p99 ms <= 100", f.p99_ms, 100, False))
+    client, batch = by_name.get("grpc-client"), by_name.get("grpc-batch")
+    if client is not None and batch is not None and batch.events_per_s:
+        ratio = round(client.events_per_s / batch.events_per_s, 3)
+        checks.append(("grpc-client", "x grpc-batch >= 0.80", ratio, 0.80, True))
     if (f := by_name.get("databuddy-batch")) is not None:
         checks.append(("databuddy-batch", "events/s >= 30000", f.events_per_s, 30_000, True))
     if (f := by_name.get("track")) is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from bench.client import client_worker
 from bench.load import Target, load_worker
 from bench.raw import outbox_ddl, raw_postgres, raw_sqlite
 from bench.report import Figure, Report, figure, targets
@@ -30,12 +31,19 @@ from bench.table import render_series, render_table
 from bench.target import GatewayUnderTest, bench_database, provision
 from bench.window import Gate, Tally, Window
 
-SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")
+SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")  # the default run
+OPTIONAL_SCENARIOS = ("grpc-client",)  # the client for internal services: when named
 # Requests in flight per load-generator process (streams for grpc-stream, each with
 # STREAM_WINDOW batches in flight). A closed loop driven harder than the gateway's throughput
 # gains only queueing; SubmitBatch still gains up to 10 in flight, because each group commit then
 # carries more events per fsync (~1,700 rather than ~1,250 at 6), with p99 still under 100 ms.
-CONCURRENCY = {"grpc-batch": 5, "grpc-stream": 2, "databuddy-batch": 8, "track": 24}
+CONCURRENCY = {
+    "grpc-batch": 5,
+    "grpc-stream": 2,
+    "databuddy-batch": 8,
+    "track": 24,
+    "grpc-client": 5,  # batches in flight per client, as grpc-batch
+}
 # How long past the window a load process may take to report (in-flight requests finish).
 WORKER_GRACE_SECONDS = 60.0
 
@@ -63,7 +71,7 @@ def run_scenario(
     window = Window(options.seconds, options.warmup_s)
     workers = [
         ctx.Process(
-            target=load_worker,
+            target=client_worker if scenario == "grpc-client" else load_worker,
             args=(scenario, target, n, concurrency, window, gate, results),
             daemon=True,
         )
@@ -175,7 +183,7 @@ def run_bench(options: BenchOptions) -> Report:
 
 def main(options: BenchOptions, *, as_json: bool, out: TextIO, runs: int = 1) -> int:
     """Run the bench once or ``runs`` times and print the table (or ``as_json``, the report)."""
-    unknown = set(options.scenarios) - set(SCENARIOS)
+    unknown = set(options.scenarios) - set(SCENARIOS) - set(OPTIONAL_SCENARIOS)
     if unknown:
         print(f"eventgw: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2

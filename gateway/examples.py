@@ -59,11 +59,21 @@ examples:
   eventgw relay --nats-url nats://127.0.0.1:4222
   eventgw relay --once --database-url postgresql://eventgw@db/eventgw --nats-url nats://nats:4222
 """,
+    "send": """\
+Events go through the client (gateway.client): batched, retried with the same idempotency key,
+each event's id kept, so sending a file again stores nothing twice. A JSON summary goes to stdout.
+
+examples:
+  eventgw send order_completed --properties '{"total": 129.5}' --user-id u-42
+  eventgw send --file events.jsonl --target gw.internal:50051 --tls
+  eventgw events export --project PROJECT_ID | eventgw send --file - --api-key "$OTHER_KEY"
+""",
     "bench": """\
 examples:
   eventgw bench
   eventgw bench --seconds 5 --scenarios grpc-batch,track --json
   eventgw bench --seconds 5 --runs 9
+  eventgw bench --seconds 5 --runs 3 --scenarios grpc-batch,grpc-client
   eventgw bench --database-url postgresql://eventgw@db/postgres
 """,
 }

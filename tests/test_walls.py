@@ -8,6 +8,8 @@
 - storage imports nothing of the pipeline, the fronts or the adapters;
 - nothing imports the bench package (which may import the gateway and the adapters) but the
   bench itself and the command that starts it, ``gateway.cli.tools``;
+- the client (``gateway.client``) imports nothing of the gateway but itself and the generated
+  ``gateway.pb``, and no framework but grpc (it ships to services that run no server);
 - no import cycle among the modules, lazy imports included.
 
 Each rule is also run on a small made-up graph that breaks it, so a rule that could never fail
@@ -31,6 +33,7 @@ STORAGE = "gateway.storage"
 BENCH = "bench"
 # `eventgw bench` imports it inside the command, so serving never loads it (nor psutil).
 BENCH_ENTRY = "gateway.cli.tools"
+CLIENT = "gateway.client"
 
 Graph = Mapping[str, set[str]]
 
@@ -90,6 +93,18 @@ def violations(graph: Graph) -> list[str]:
                 broken.append(f"pipeline {importer} -> {target}")
             elif within(importer, (STORAGE,)) and within(target, (*PIPELINE, *FRONTS, "adapters")):
                 broken.append(f"storage {importer} -> {target}")
+            elif within(importer, (CLIENT,)) and (
+                (
+                    within(target, ("gateway", "adapters"))
+                    and not within(target, (CLIENT, "gateway.pb"))
+                )
+                or (
+                    within(target, FRAMEWORKS)
+                    and target != "grpc"
+                    and not target.startswith("grpc.")
+                )
+            ):
+                broken.append(f"client {importer} -> {target}")
     return broken
 
 
@@ -130,7 +145,13 @@ GRAPH = project_graph()
 
 
 def test_the_graph_sees_every_layer() -> None:
-    for module in ("adapters.base", "gateway.model", "gateway.ingest", "gateway.http.dialects"):
+    for module in (
+        "adapters.base",
+        "gateway.model",
+        "gateway.ingest",
+        "gateway.http.dialects",
+        "gateway.client.engine",
+    ):
         assert module in GRAPH
     assert "bench.run" in GRAPH["gateway.cli.tools"]
     assert "gateway.storage.schema" in GRAPH["bench.raw"]
@@ -164,6 +185,10 @@ def test_no_import_cycle() -> None:
         ("gateway.cli.admin", "bench"),
         ("gateway.http.ops", "bench.report"),
         ("adapters.x", "bench.payloads"),
+        ("gateway.client.engine", "gateway.errors"),
+        ("gateway.client", "gateway.rpc.translate"),
+        ("gateway.client.retry", "grpc_status"),
+        ("gateway.client.x", "aiohttp"),
     ],
 )
 def test_each_wall_holds_against_an_import_that_breaks_it(importer: str, imported: str) -> None:

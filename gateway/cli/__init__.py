@@ -9,7 +9,7 @@ report progress on stderr when it is a terminal.
 This module holds the argparse tree (:func:`build_parser`) and :func:`main`, which maps
 configuration and startup errors to exit codes 2 and 1; the commands live in ``serve``
 (``serve``), ``admin`` (``db``, ``projects``, ``keys``, ``events``, ``purge``) and ``tools``
-(``relay``, ``bench``), their shared plumbing in ``common``.
+(``relay``, ``bench``) and ``send`` (``send``), their shared plumbing in ``common``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from gateway.cli import send
 from gateway.cli.admin import cmd_db, cmd_events, cmd_keys, cmd_projects, cmd_purge
 from gateway.cli.common import StartupError
 from gateway.cli.serve import _prepare as _prepare
@@ -40,6 +41,8 @@ examples:
   eventgw events export --project PROJECT_ID --since 2026-01-01T00:00:00Z --limit 10
   eventgw events failed --project PROJECT_ID --limit 20 --json
   eventgw purge
+  eventgw send order_completed --properties '{"total": 129.5}' --api-key "$KEY"
+  eventgw events export --project PROJECT_ID | eventgw send --file - --api-key "$OTHER_KEY"
   eventgw bench --seconds 5 --json
   eventgw serve --workers 4 --database-url postgresql://eventgw@db/eventgw
   eventgw relay --database-url postgresql://eventgw@db/eventgw --nats-url nats://127.0.0.1:4222
@@ -215,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scenarios",
         default="grpc-batch,grpc-stream,databuddy-batch,track",
-        help="comma-separated (default: all four)",
+        help="comma-separated (default: the first four of grpc-batch, grpc-stream,"
+        " databuddy-batch, track, grpc-client; grpc-client is events through gateway.client)",
     )
     bench.add_argument(
         "--clients", type=int, default=2, help="load-generator processes per scenario (2)"
@@ -238,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="machine-readable report")
     bench.set_defaults(func=cmd_bench)
+    send.add_parser(sub)
     add_examples(sub)
     return parser
 

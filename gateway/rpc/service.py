@@ -94,6 +94,10 @@ class EventGatewayService:
         finally:
             if reader is not None:
                 reader.cancel()
+            while not window.empty():  # batches behind the one that ended the stream finish
+                left = window.get_nowait()  # unanswered; their errors are nobody's to raise
+                if isinstance(left, asyncio.Task):
+                    left.add_done_callback(_retrieve)
 
     async def GetSubmission(
         self, request: GetSubmissionRequest, context: Context, info: RequestInfo
@@ -147,6 +151,12 @@ class EventGatewayService:
             info.accepted += answer.accepted
             info.duplicates += answer.duplicates
             info.rejected += answer.rejected
+
+
+def _retrieve(task: asyncio.Task[SubmitBatchResponse]) -> None:
+    """Consume the outcome of a batch nobody will be answered about (no "never retrieved")."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _answer(result: Result) -> SubmitBatchResponse:

@@ -45,3 +45,18 @@ def test_bench_runs_every_scenario_and_reports_json() -> None:
     assert report["gateway_peak_rss_mb"] > 0
     assert {t["scenario"] for t in report["targets"]} >= {"grpc-batch", "track", "gateway"}
     assert all(isinstance(t["met"], bool) for t in report["targets"])
+
+
+@pytest.mark.slow
+def test_bench_runs_the_client_scenario_beside_grpc_batch() -> None:
+    report, _ = run_bench_cli(
+        *("--seconds", "1", "--warmup", "0.5", "--clients", "1"),
+        *("--scenarios", "grpc-batch,grpc-client"),
+    )
+    batch, client = report["scenarios"]
+    assert client["name"] == "grpc-client"
+    assert client["errors"] == 0 and client["events"] > 0 and client["requests"] > 0
+    assert client["loadgen_cpu_us_per_event"] > 0
+    [check] = [t for t in report["targets"] if t["scenario"] == "grpc-client"]
+    assert check["target"] == "x grpc-batch >= 0.80"
+    assert check["value"] == round(client["events_per_s"] / batch["events_per_s"], 3)

@@ -25,6 +25,7 @@ FIGURE_KEYS = [
     "gateway_cpu_s",
     "cpu_us_per_event",
     "loadgen_cpu_s",
+    "loadgen_cpu_us_per_event",
     "commits",
     "events_per_commit",
     "requests_per_commit",

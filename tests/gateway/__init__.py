@@ -1,0 +1,1 @@
+"""Tests of the gateway package, by module."""

@@ -1,0 +1,1 @@
+"""The client for internal services: against real gateways, killed and refusing."""

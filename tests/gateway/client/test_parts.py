@@ -1,0 +1,107 @@
+"""The client's parts on their own: ids, the buffer's policies, the retry classes and waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from gateway.client import Backoff, BufferFull, ClientClosed, Counters, uuid7
+from gateway.client.buffer import Buffer
+from gateway.client.events import batch_request, decode, encode, track_event
+from gateway.client.retry import DETAILS_KEY, retry_info
+from gateway.pb.gateway_pb2 import SubmitBatchRequest
+
+
+def test_ids_are_uuid7_and_ordered_by_time() -> None:
+    first = uuid7()
+    time.sleep(0.002)
+    ids = [uuid7() for _ in range(1000)]
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert len(set(ids)) == 1000
+    assert all(first < i for i in ids)
+
+
+def test_a_batch_is_a_submit_batch_request_of_the_events() -> None:
+    events = [track_event("a", event_id="1", user_id="u"), track_event("b", properties={"x": 1})]
+    request = SubmitBatchRequest.FromString(batch_request("key-1", [encode(e) for e in events]))
+    assert request.idempotency_key == "key-1"
+    assert list(request.events) == events
+    assert decode(encode(events[1])) == events[1]
+
+
+def buffer(policy: str, capacity: int = 4) -> Buffer:
+    return Buffer(
+        capacity=capacity,
+        policy=policy,  # type: ignore[arg-type]
+        batch_size=2,
+        max_batch_bytes=1 << 20,
+        on_batch_ready=lambda: None,
+        counters=Counters(),
+    )
+
+
+def test_drop_newest_counts_what_it_drops() -> None:
+    b = buffer("drop_newest")
+    assert [b.add(b"x") for _ in range(6)] == [True] * 4 + [False] * 2
+    assert (b.counters.enqueued, b.counters.dropped, b.held) == (4, 2, 4)
+
+
+def test_raise_refuses_at_capacity() -> None:
+    b = buffer("raise")
+    for _ in range(4):
+        b.add(b"x")
+    with pytest.raises(BufferFull):
+        b.add(b"x")
+
+
+def test_block_waits_for_room_then_times_out() -> None:
+    b = buffer("block")
+    for _ in range(4):
+        b.add(b"x")
+    threading.Timer(0.05, b.release, args=(1,)).start()
+    assert b.add(b"y", timeout=10)  # room came
+    with pytest.raises(BufferFull):
+        b.add(b"z", timeout=0.01)
+    b.close()
+    with pytest.raises(ClientClosed):
+        b.add(b"z")
+
+
+def test_batches_form_by_size_and_by_age() -> None:
+    b = buffer("block", capacity=10)
+    for i in range(5):
+        b.add(bytes([i]))
+    full = b.take(force=False, max_age=60)
+    assert [batch.events for batch in full] == [[b"\x00", b"\x01"], [b"\x02", b"\x03"]]
+    assert b.take(force=False, max_age=60) == []  # one young event waits
+    assert [batch.events for batch in b.take(force=False, max_age=0)] == [[b"\x04"]]
+    assert len({batch.key for batch in full}) == 2
+
+
+def details(seconds: float) -> tuple[tuple[str, bytes], ...]:
+    status = status_pb2.Status(code=14, message="later")
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(int(seconds * 1000))
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return ((DETAILS_KEY, status.SerializeToString()),)
+
+
+def test_retry_info_is_read_from_the_status_details() -> None:
+    assert retry_info(details(1.5)) == 1.5
+    assert retry_info((("other", b"x"),)) is None
+    assert retry_info(None) is None
+
+
+def test_backoff_grows_with_jitter_and_the_server_wins() -> None:
+    backoff = Backoff(initial=0.1, maximum=1.0)
+    assert all(0 <= backoff.delay(1, None) <= 0.1 for _ in range(100))
+    assert all(0 <= backoff.delay(10, None) <= 1.0 for _ in range(100))
+    assert max(backoff.delay(10, None) for _ in range(200)) > 0.5
+    assert all(2.0 <= backoff.delay(1, 2.0) <= 2.2 for _ in range(100))
+    assert grpc.StatusCode.UNAVAILABLE  # the classes are grpc's own codes
