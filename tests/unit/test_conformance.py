@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ RECEIVED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 SITE = "550e8400-e29b-41d4-a716-446655440000"
 KEY = "egw_conformance_key"
 BEARER = {"authorization": f"Bearer {KEY}"}
+BASIC = {"authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,18 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ("vibefollow", "bulk"): Minimal(
         {"events": [{"external_user_id": "u1", "name": "signup"}]}, BEARER, {}
     ),
+    **{
+        ("segment", kind): Minimal(
+            {"userId": "u1", "event": "Signup", "groupId": "g1", "previousId": "a1"}, BASIC, {}
+        )
+        for kind in ("identify", "track", "page", "screen", "group", "alias")
+    },
+    **{
+        ("segment", name): Minimal(
+            {"batch": [{"type": "track", "userId": "u1", "event": "Signup"}]}, BASIC, {}
+        )
+        for name in ("batch", "import")
+    },
 }
 
 # Routes that answer per item: the predicate says the body reports nothing accepted.
@@ -81,6 +95,10 @@ NOTHING_ACCEPTED: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("databuddy", "track"): lambda b: b.get("count") == 0,  # `[]`: an empty batch, count 0
     ("ours", "batch"): lambda b: b["accepted"] == 0,
     ("vibefollow", "bulk"): lambda b: b["data"]["accepted"] == 0,
+    **{
+        ("segment", name): lambda b: b["accepted"] == 0
+        for name in ("identify", "track", "page", "screen", "group", "alias", "batch", "import")
+    },
 }
 
 DEEP = 200_000
