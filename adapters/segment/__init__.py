@@ -7,7 +7,9 @@ over the spec's limit (32 KB a message, 500 KB a batch request) or one that is n
 is refused whole with 400; each unusable message is rejected alone and the request still answers
 200 (``envelope``). A batch's own ``context``, ``integrations`` and ``sentAt`` apply to each of
 its messages; its other keys are kept on every event's extras. ``wire`` holds the message
-schema, ``context`` and ``translate`` turn a message into a canonical ``Event``.
+schema, ``context`` and ``translate`` turn a message into a canonical ``Event``. For browsers,
+analytics-next's short paths (``/v1/t``, ``/v1/p``, ...) are served too, every route answers
+CORS, and ``GET /v1/projects/{writeKey}/settings`` answers its settings (``settings``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.base import RawRequest, Rejection, Response, Route, Translation
-from adapters.fields import ENVELOPE_EXTRAS, FieldError, batch_envelope, parse_json
+from adapters.fields import ENVELOPE_EXTRAS, FieldError, batch_envelope, json_response, parse_json
+from adapters.registry import parameters
 from adapters.segment.envelope import error_response, render_result
+from adapters.segment.settings import settings_document
 from adapters.segment.translate import (
     DIALECT,
     Shared,
@@ -42,6 +46,10 @@ from gateway.model import ApiKey, Result
 from gateway.pb.event_pb2 import Event
 
 BATCH_ROUTES = ("batch", "import")
+# The single-message routes (the type's name, and analytics-next's first letter) and their type.
+ROUTE_TYPES = {**{kind: kind for kind in TYPES}, **{kind[0]: kind for kind in TYPES}}
+SETTINGS = "settings"
+SETTINGS_PATH = "/v1/projects/{writeKey}/settings"
 
 
 def basic_key(headers: Mapping[str, str]) -> ApiKey | None:
@@ -66,20 +74,38 @@ class Segment:
 
     name: str = DIALECT
     prefixes: Sequence[str] = ()
-    cors_allow_headers: Sequence[str] = ("Authorization", "Content-Type")
+    cors_allow_headers: Sequence[str] = ("Authorization", "Content-Type", "X-Retry-Count")
 
     def __init__(self) -> None:
+        # analytics-next posts each message to the type's first letter: /v1/t, /v1/p, ...
         singles = [
-            Route(path=f"/v1/{kind}", name=kind, max_body_bytes=MAX_MESSAGE_BYTES, per_item=True)
-            for kind in TYPES
+            Route(
+                path=f"/v1/{path}",
+                name=path,
+                max_body_bytes=MAX_MESSAGE_BYTES,
+                per_item=True,
+                cors=True,
+            )
+            for path in ROUTE_TYPES
         ]
         batches = [
-            Route(path=f"/v1/{name}", name=name, max_body_bytes=MAX_BATCH_BYTES, per_item=True)
+            Route(
+                path=f"/v1/{name}",
+                name=name,
+                max_body_bytes=MAX_BATCH_BYTES,
+                per_item=True,
+                cors=True,
+            )
             for name in BATCH_ROUTES
         ]
-        self.routes: Sequence[Route] = tuple(singles + batches)
+        settings = Route(path=SETTINGS_PATH, name=SETTINGS, method="GET", cors=True)
+        self.routes: Sequence[Route] = (*singles, *batches, settings)
 
     def translate(self, request: RawRequest) -> Translation:
+        if request.route.name == SETTINGS:
+            # The write key in the path is the credential; the answer carries no events.
+            write_key = parameters(request.route, request.path).get("writeKey", "")
+            return Translation(credential=ApiKey(write_key) if write_key else None)
         credential = basic_key(request.headers)
         try:
             body = parse_json(request)
@@ -101,7 +127,8 @@ class Segment:
             if request.route.name in BATCH_ROUTES:
                 items = self._batch(request, body)
             else:
-                items = [self._one(request, body, 0, request.route.name, "", Shared())]
+                kind = ROUTE_TYPES[request.route.name]
+                items = [self._one(request, body, 0, kind, "", Shared())]
         except GatewayError as exc:
             return Translation(credential=credential, failure=exc)
         return Translation(credential=credential, items=items)
@@ -159,6 +186,9 @@ class Segment:
             )
 
     def render(self, request: RawRequest, translation: Translation, result: Result) -> Response:
+        if request.route.name == SETTINGS:
+            write_key = parameters(request.route, request.path)["writeKey"]
+            return json_response(200, settings_document(request, write_key))
         return render_result(result)
 
     def render_error(self, request: RawRequest | None, error: GatewayError) -> Response:

@@ -39,7 +39,7 @@ ERRORS: dict[type[GatewayError], tuple[int, str]] = {
     InvalidRequest: (400, "invalid_request"),
     PermanentError: (400, "invalid_request"),
     PayloadTooLarge: (400, "payload_too_large"),
-    UnsupportedMediaType: (400, "invalid_request"),
+    UnsupportedMediaType: (415, "unsupported_media_type"),
     AuthenticationError: (401, "unauthorized"),
     UnknownProject: (401, "unauthorized"),
     PermissionDenied: (403, "forbidden"),

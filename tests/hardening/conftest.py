@@ -28,6 +28,9 @@ ROUTES: list[tuple[str, str, str]] = sorted(
     for (method, path), (adapter, _) in default_registry().routes.items()
 )
 ROUTE_IDS = [f"{name}:{method} {path}" for name, method, path in ROUTES]
+# The routes that take a body (a GET, such as Segment's browser settings, reads none).
+BODY_ROUTES = [route for route in ROUTES if route[1] == "POST"]
+BODY_ROUTE_IDS = [f"{name}:{method} {path}" for name, method, path in BODY_ROUTES]
 
 
 @dataclass
