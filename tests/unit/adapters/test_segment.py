@@ -9,6 +9,7 @@ import orjson
 from google.protobuf import json_format
 
 from adapters.base import Route
+from adapters.registry import Registry, parameters
 from adapters.segment import Segment
 from gateway.errors import PayloadTooLarge
 from gateway.model import ApiKey
@@ -85,3 +86,13 @@ def test_a_context_key_of_an_unexpected_type_is_kept_not_refused() -> None:
     (event,) = ADAPTER.translate(raw_request(route("track"), body, headers=BASIC)).events
     assert not event.device.ip and event.device.screen_height == 568
     assert extras(event)["context"] == {"ip": 42, "screen": {"width": "wide"}}
+
+
+def test_the_settings_route_is_matched_by_its_template() -> None:
+    registry = Registry([ADAPTER])
+    match = registry.match("GET", "/v1/projects/wk_123/settings")
+    assert match.route is not None and match.route.name == "settings"
+    assert parameters(match.route, "/v1/projects/wk_123/settings") == {"writeKey": "wk_123"}
+    assert registry.match("POST", "/v1/projects/wk_123/settings").allowed_methods == ("GET",)
+    assert registry.match("GET", "/v1/projects/wk_123/other").route is None
+    assert registry.match("GET", "/v1/projects/a/b/settings").route is None
