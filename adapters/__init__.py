@@ -11,11 +11,12 @@ from adapters.base import Adapter
 from adapters.databuddy import Databuddy
 from adapters.ours import OursPrivacy
 from adapters.registry import Registry
+from adapters.segment import Segment
 from adapters.vibefollow import VibeFollow
 
 
 def default_adapters() -> tuple[Adapter, ...]:
-    return (Databuddy(), OursPrivacy(), Appizer(), VibeFollow())
+    return (Databuddy(), OursPrivacy(), Appizer(), VibeFollow(), Segment())
 
 
 def default_registry() -> Registry:

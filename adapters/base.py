@@ -58,6 +58,9 @@ class RawRequest:
     received_at: datetime  # timezone-aware UTC; stamp it on every event
     request_id: str  # unique per request; seed for generated event ids when there is no key
     idempotency_key: str | None = None
+    # The path as requested: a route with ``{name}`` parameters reads them from it
+    # (``adapters.registry.parameters``).
+    path: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

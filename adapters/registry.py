@@ -1,11 +1,14 @@
 """The route table built from an explicit list of adapters; duplicate names or routes are refused.
 
 ``Registry.match(method, path)`` finds the adapter and route for a request, or says which dialect
-owns the path (by its prefixes) so that a 404 or 405 is rendered in that dialect's envelope.
+owns the path (by its prefixes) so that a 404 or 405 is rendered in that dialect's envelope. A
+route path may hold ``{name}`` parameters, each matching one path segment
+(``/v1/projects/{writeKey}/settings``); exact paths are matched first.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,6 +32,7 @@ class Registry:
         self.routes: dict[tuple[str, str], tuple[Adapter, Route]] = {}
         self._paths: dict[str, list[str]] = {}
         self._prefixes: list[tuple[str, Adapter]] = []
+        self._templates: list[tuple[re.Pattern[str], Adapter, Route]] = []
         for adapter in adapters:
             if adapter.name in self.adapters:
                 raise RegistryError(f"adapter name {adapter.name!r} is listed twice")
@@ -41,7 +45,10 @@ class Registry:
                         f"{route.method} {route.path} claimed by {owner} and {adapter.name}"
                     )
                 self.routes[key] = (adapter, route)
-                self._paths.setdefault(route.path, []).append(route.method)
+                if "{" in route.path:
+                    self._templates.append((template(route.path), adapter, route))
+                else:
+                    self._paths.setdefault(route.path, []).append(route.method)
             for prefix in adapter.prefixes:
                 if any(prefix == p for p, _ in self._prefixes):
                     raise RegistryError(f"prefix {prefix!r} claimed twice")
@@ -63,4 +70,26 @@ class Registry:
         if methods:
             adapter = self.routes[(methods[0], path)][0]
             return Match(adapter=adapter, route=None, allowed_methods=tuple(methods))
+        templated = [(a, r) for pattern, a, r in self._templates if pattern.fullmatch(path)]
+        for adapter, route in templated:
+            if route.method == method:
+                return Match(adapter=adapter, route=route)
+        if templated:
+            allowed = tuple(r.method for _, r in templated)
+            return Match(adapter=templated[0][0], route=None, allowed_methods=allowed)
         return Match(adapter=self.owner(path), route=None)
+
+
+def template(path: str) -> re.Pattern[str]:
+    """``/v1/projects/{writeKey}/settings`` as a pattern with one named group per parameter."""
+    parts = re.split(r"\{(\w+)\}", path)
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+    )
+    return re.compile(pattern)
+
+
+def parameters(route: Route, path: str) -> dict[str, str]:
+    """The values of ``route``'s ``{name}`` parameters in ``path`` (empty when it has none)."""
+    found = template(route.path).fullmatch(path) if "{" in route.path else None
+    return found.groupdict() if found else {}

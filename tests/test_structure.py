@@ -107,7 +107,7 @@ def test_importing_every_adapter_loads_no_io_framework() -> None:
 
 def test_default_adapters_have_unique_names_and_build_a_registry() -> None:
     names = [a.name for a in default_adapters()]
-    assert len(names) == len(set(names)) == 4
+    assert len(names) == len(set(names)) == 5
     assert set(default_registry().adapters) == set(names)
 
 

@@ -82,6 +82,7 @@ class DialectHandler:
             received_at=datetime.now(UTC),
             request_id=uuid.uuid4().hex,
             idempotency_key=request.headers.get("Idempotency-Key") or None,
+            path=request.path,
         )
         # X-RateLimit-* of a rate-limited key, on every response once it is authenticated.
         limits: dict[str, str] = {}

@@ -53,6 +53,14 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """An error the client reported, in `error` (Databuddy `/errors`)."""
     EVENT_TYPE_ENGAGEMENT: _EventType.ValueType  # 9
     """How a visitor engaged with one page view, in `engagement` (Databuddy `/engagement`)."""
+    EVENT_TYPE_SCREEN_VIEW: _EventType.ValueType  # 20
+    """A screen view in a mobile app: the screen's name and category in `page` (Segment `screen`;
+    a Segment `page` is an EVENT_TYPE_PAGE_VIEW).
+    """
+    EVENT_TYPE_GROUP: _EventType.ValueType  # 21
+    """A user joins a group (an account, a company): `identity.group_id`, with the group's traits
+    in `group_properties` (Segment `group`).
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """What kind of thing happened. Dialects map their own types onto these."""
@@ -78,6 +86,14 @@ EVENT_TYPE_ERROR: EventType.ValueType  # 8
 """An error the client reported, in `error` (Databuddy `/errors`)."""
 EVENT_TYPE_ENGAGEMENT: EventType.ValueType  # 9
 """How a visitor engaged with one page view, in `engagement` (Databuddy `/engagement`)."""
+EVENT_TYPE_SCREEN_VIEW: EventType.ValueType  # 20
+"""A screen view in a mobile app: the screen's name and category in `page` (Segment `screen`;
+a Segment `page` is an EVENT_TYPE_PAGE_VIEW).
+"""
+EVENT_TYPE_GROUP: EventType.ValueType  # 21
+"""A user joins a group (an account, a company): `identity.group_id`, with the group's traits
+in `group_properties` (Segment `group`).
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -95,6 +111,7 @@ class Identity(_message.Message):
     SESSION_STARTED_AT_FIELD_NUMBER: _builtins.int
     PROFILE_ID_FIELD_NUMBER: _builtins.int
     PREVIOUS_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
     anonymous_id: _builtins.str
     user_id: _builtins.str
     external_id: _builtins.str
@@ -104,6 +121,8 @@ class Identity(_message.Message):
     profile_id: _builtins.str
     previous_id: _builtins.str
     """The id this user was known by before (an alias)."""
+    group_id: _builtins.str
+    """The group (account, company) the user acts for (Segment `groupId`)."""
     @_builtins.property
     def session_started_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -118,10 +137,11 @@ class Identity(_message.Message):
         session_started_at: _timestamp_pb2.Timestamp | None = ...,
         profile_id: _builtins.str = ...,
         previous_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session_started_at", b"session_started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_id", b"anonymous_id", "distinct_id", b"distinct_id", "email", b"email", "external_id", b"external_id", "previous_id", b"previous_id", "profile_id", b"profile_id", "session_id", b"session_id", "session_started_at", b"session_started_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_id", b"anonymous_id", "distinct_id", b"distinct_id", "email", b"email", "external_id", b"external_id", "group_id", b"group_id", "previous_id", b"previous_id", "profile_id", b"profile_id", "session_id", b"session_id", "session_started_at", b"session_started_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -136,20 +156,34 @@ class Page(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     REFERRER_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    SEARCH_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
     path: _builtins.str
     """A path (`/dashboard`) or an absolute URL, as the client sent it."""
     title: _builtins.str
     referrer: _builtins.str
+    url: _builtins.str
+    """The full URL and its query string, when the client sends them apart from `path`."""
+    search: _builtins.str
+    name: _builtins.str
+    """A named page or screen, and the category it belongs to (Segment `page` / `screen`)."""
+    category: _builtins.str
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
         title: _builtins.str = ...,
         referrer: _builtins.str = ...,
+        url: _builtins.str = ...,
+        search: _builtins.str = ...,
+        name: _builtins.str = ...,
+        category: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "referrer", b"referrer", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "name", b"name", "path", b"path", "referrer", b"referrer", "search", b"search", "title", b"title", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,12 +201,36 @@ class Device(_message.Message):
     IP_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    SCREEN_WIDTH_FIELD_NUMBER: _builtins.int
+    SCREEN_HEIGHT_FIELD_NUMBER: _builtins.int
+    SCREEN_DENSITY_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ADVERTISING_ID_FIELD_NUMBER: _builtins.int
+    MANUFACTURER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    DEVICE_NAME_FIELD_NUMBER: _builtins.int
+    DEVICE_TYPE_FIELD_NUMBER: _builtins.int
+    OS_NAME_FIELD_NUMBER: _builtins.int
+    OS_VERSION_FIELD_NUMBER: _builtins.int
     screen_resolution: _builtins.str
     viewport_size: _builtins.str
     user_agent: _builtins.str
     ip: _builtins.str
     timezone: _builtins.str
     language: _builtins.str
+    screen_width: _builtins.int
+    """The screen in device pixels, and its pixel density."""
+    screen_height: _builtins.int
+    screen_density: _builtins.float
+    device_id: _builtins.str
+    """The device and its operating system, as mobile libraries report them."""
+    advertising_id: _builtins.str
+    manufacturer: _builtins.str
+    model: _builtins.str
+    device_name: _builtins.str
+    device_type: _builtins.str
+    os_name: _builtins.str
+    os_version: _builtins.str
     def __init__(
         self,
         *,
@@ -182,12 +240,34 @@ class Device(_message.Message):
         ip: _builtins.str = ...,
         timezone: _builtins.str = ...,
         language: _builtins.str = ...,
+        screen_width: _builtins.int | None = ...,
+        screen_height: _builtins.int | None = ...,
+        screen_density: _builtins.float | None = ...,
+        device_id: _builtins.str = ...,
+        advertising_id: _builtins.str = ...,
+        manufacturer: _builtins.str = ...,
+        model: _builtins.str = ...,
+        device_name: _builtins.str = ...,
+        device_type: _builtins.str = ...,
+        os_name: _builtins.str = ...,
+        os_version: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_screen_density", b"_screen_density", "_screen_height", b"_screen_height", "_screen_width", b"_screen_width", "screen_density", b"screen_density", "screen_height", b"screen_height", "screen_width", b"screen_width"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ip", b"ip", "language", b"language", "screen_resolution", b"screen_resolution", "timezone", b"timezone", "user_agent", b"user_agent", "viewport_size", b"viewport_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_screen_density", b"_screen_density", "_screen_height", b"_screen_height", "_screen_width", b"_screen_width", "advertising_id", b"advertising_id", "device_id", b"device_id", "device_name", b"device_name", "device_type", b"device_type", "ip", b"ip", "language", b"language", "manufacturer", b"manufacturer", "model", b"model", "os_name", b"os_name", "os_version", b"os_version", "screen_density", b"screen_density", "screen_height", b"screen_height", "screen_resolution", b"screen_resolution", "screen_width", b"screen_width", "timezone", b"timezone", "user_agent", b"user_agent", "viewport_size", b"viewport_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__screen_density: _TypeAlias = _typing.Literal["screen_density"]  # noqa: Y015
+    _WhichOneofArgType__screen_density: _TypeAlias = _typing.Literal["_screen_density", b"_screen_density"]  # noqa: Y015
+    _WhichOneofReturnType__screen_height: _TypeAlias = _typing.Literal["screen_height"]  # noqa: Y015
+    _WhichOneofArgType__screen_height: _TypeAlias = _typing.Literal["_screen_height", b"_screen_height"]  # noqa: Y015
+    _WhichOneofReturnType__screen_width: _TypeAlias = _typing.Literal["screen_width"]  # noqa: Y015
+    _WhichOneofArgType__screen_width: _TypeAlias = _typing.Literal["_screen_width", b"_screen_width"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__screen_density) -> _WhichOneofReturnType__screen_density | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__screen_height) -> _WhichOneofReturnType__screen_height | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__screen_width) -> _WhichOneofReturnType__screen_width | None: ...
 
 Global___Device: _TypeAlias = Device  # noqa: Y015
 
@@ -200,28 +280,53 @@ class Network(_message.Message):
     CONNECTION_TYPE_FIELD_NUMBER: _builtins.int
     RTT_MS_FIELD_NUMBER: _builtins.int
     DOWNLINK_MBPS_FIELD_NUMBER: _builtins.int
+    WIFI_FIELD_NUMBER: _builtins.int
+    CELLULAR_FIELD_NUMBER: _builtins.int
+    BLUETOOTH_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
     connection_type: _builtins.str
     rtt_ms: _builtins.float
     downlink_mbps: _builtins.float
+    wifi: _builtins.bool
+    """Which radios were in use, and the mobile carrier (mobile libraries)."""
+    cellular: _builtins.bool
+    bluetooth: _builtins.bool
+    carrier: _builtins.str
     def __init__(
         self,
         *,
         connection_type: _builtins.str = ...,
         rtt_ms: _builtins.float | None = ...,
         downlink_mbps: _builtins.float | None = ...,
+        wifi: _builtins.bool | None = ...,
+        cellular: _builtins.bool | None = ...,
+        bluetooth: _builtins.bool | None = ...,
+        carrier: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_downlink_mbps", b"_downlink_mbps", "_rtt_ms", b"_rtt_ms", "downlink_mbps", b"downlink_mbps", "rtt_ms", b"rtt_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bluetooth", b"_bluetooth", "_cellular", b"_cellular", "_downlink_mbps", b"_downlink_mbps", "_rtt_ms", b"_rtt_ms", "_wifi", b"_wifi", "bluetooth", b"bluetooth", "cellular", b"cellular", "downlink_mbps", b"downlink_mbps", "rtt_ms", b"rtt_ms", "wifi", b"wifi"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_downlink_mbps", b"_downlink_mbps", "_rtt_ms", b"_rtt_ms", "connection_type", b"connection_type", "downlink_mbps", b"downlink_mbps", "rtt_ms", b"rtt_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bluetooth", b"_bluetooth", "_cellular", b"_cellular", "_downlink_mbps", b"_downlink_mbps", "_rtt_ms", b"_rtt_ms", "_wifi", b"_wifi", "bluetooth", b"bluetooth", "carrier", b"carrier", "cellular", b"cellular", "connection_type", b"connection_type", "downlink_mbps", b"downlink_mbps", "rtt_ms", b"rtt_ms", "wifi", b"wifi"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bluetooth: _TypeAlias = _typing.Literal["bluetooth"]  # noqa: Y015
+    _WhichOneofArgType__bluetooth: _TypeAlias = _typing.Literal["_bluetooth", b"_bluetooth"]  # noqa: Y015
+    _WhichOneofReturnType__cellular: _TypeAlias = _typing.Literal["cellular"]  # noqa: Y015
+    _WhichOneofArgType__cellular: _TypeAlias = _typing.Literal["_cellular", b"_cellular"]  # noqa: Y015
     _WhichOneofReturnType__downlink_mbps: _TypeAlias = _typing.Literal["downlink_mbps"]  # noqa: Y015
     _WhichOneofArgType__downlink_mbps: _TypeAlias = _typing.Literal["_downlink_mbps", b"_downlink_mbps"]  # noqa: Y015
     _WhichOneofReturnType__rtt_ms: _TypeAlias = _typing.Literal["rtt_ms"]  # noqa: Y015
     _WhichOneofArgType__rtt_ms: _TypeAlias = _typing.Literal["_rtt_ms", b"_rtt_ms"]  # noqa: Y015
+    _WhichOneofReturnType__wifi: _TypeAlias = _typing.Literal["wifi"]  # noqa: Y015
+    _WhichOneofArgType__wifi: _TypeAlias = _typing.Literal["_wifi", b"_wifi"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bluetooth) -> _WhichOneofReturnType__bluetooth | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cellular) -> _WhichOneofReturnType__cellular | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__downlink_mbps) -> _WhichOneofReturnType__downlink_mbps | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__rtt_ms) -> _WhichOneofReturnType__rtt_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__wifi) -> _WhichOneofReturnType__wifi | None: ...
 
 Global___Network: _TypeAlias = Network  # noqa: Y015
 
@@ -323,6 +428,61 @@ class Performance(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ttfb_ms) -> _WhichOneofReturnType__ttfb_ms | None: ...
 
 Global___Performance: _TypeAlias = Performance  # noqa: Y015
+
+@_typing.final
+class Library(_message.Message):
+    """The library that sent the event, as it names itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Library: _TypeAlias = Library  # noqa: Y015
+
+@_typing.final
+class App(_message.Message):
+    """The application that sent the event (mobile and desktop apps)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    BUILD_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.str
+    build: _builtins.str
+    namespace: _builtins.str
+    """The app's bundle or package id."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.str = ...,
+        build: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build", b"build", "name", b"name", "namespace", b"namespace", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___App: _TypeAlias = App  # noqa: Y015
 
 @_typing.final
 class Link(_message.Message):
@@ -535,6 +695,11 @@ class Event(_message.Message):
     WEB_VITAL_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ENGAGEMENT_FIELD_NUMBER: _builtins.int
+    LIBRARY_FIELD_NUMBER: _builtins.int
+    APP_FIELD_NUMBER: _builtins.int
+    GROUP_PROPERTIES_FIELD_NUMBER: _builtins.int
+    ORIGINAL_OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique per project: the deduplication key. Client-supplied, or generated by the gateway."""
     project_id: _builtins.str
@@ -590,6 +755,26 @@ class Event(_message.Message):
     def error(self) -> Global___ErrorReport: ...
     @_builtins.property
     def engagement(self) -> Global___Engagement: ...
+    @_builtins.property
+    def library(self) -> Global___Library:
+        """The sending library and app (Segment `context.library`, `context.app`)."""
+
+    @_builtins.property
+    def app(self) -> Global___App: ...
+    @_builtins.property
+    def group_properties(self) -> _struct_pb2.Struct:
+        """Traits of the group a EVENT_TYPE_GROUP event names (Segment group `traits`)."""
+
+    @_builtins.property
+    def original_occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """The event time as the client's clock gave it, when `occurred_at` was corrected for the
+        client's clock skew (Segment `timestamp` with `sentAt`).
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """When the client says it sent the request (Segment `sentAt`)."""
+
     def __init__(
         self,
         *,
@@ -615,10 +800,15 @@ class Event(_message.Message):
         web_vital: Global___WebVital | None = ...,
         error: Global___ErrorReport | None = ...,
         engagement: Global___Engagement | None = ...,
+        library: Global___Library | None = ...,
+        app: Global___App | None = ...,
+        group_properties: _struct_pb2.Struct | None = ...,
+        original_occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "device", b"device", "engagement", b"engagement", "error", b"error", "extras", b"extras", "identity", b"identity", "link", b"link", "network", b"network", "occurred_at", b"occurred_at", "page", b"page", "performance", b"performance", "properties", b"properties", "received_at", b"received_at", "user_properties", b"user_properties", "web_vital", b"web_vital"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "campaign", b"campaign", "device", b"device", "engagement", b"engagement", "error", b"error", "extras", b"extras", "group_properties", b"group_properties", "identity", b"identity", "library", b"library", "link", b"link", "network", b"network", "occurred_at", b"occurred_at", "original_occurred_at", b"original_occurred_at", "page", b"page", "performance", b"performance", "properties", b"properties", "received_at", b"received_at", "sent_at", b"sent_at", "user_properties", b"user_properties", "web_vital", b"web_vital"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "device", b"device", "dialect", b"dialect", "engagement", b"engagement", "error", b"error", "extras", b"extras", "id", b"id", "identity", b"identity", "link", b"link", "name", b"name", "namespace", b"namespace", "network", b"network", "occurred_at", b"occurred_at", "page", b"page", "performance", b"performance", "project_id", b"project_id", "properties", b"properties", "received_at", b"received_at", "source", b"source", "type", b"type", "user_properties", b"user_properties", "web_vital", b"web_vital"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "campaign", b"campaign", "device", b"device", "dialect", b"dialect", "engagement", b"engagement", "error", b"error", "extras", b"extras", "group_properties", b"group_properties", "id", b"id", "identity", b"identity", "library", b"library", "link", b"link", "name", b"name", "namespace", b"namespace", "network", b"network", "occurred_at", b"occurred_at", "original_occurred_at", b"original_occurred_at", "page", b"page", "performance", b"performance", "project_id", b"project_id", "properties", b"properties", "received_at", b"received_at", "sent_at", b"sent_at", "source", b"source", "type", b"type", "user_properties", b"user_properties", "web_vital", b"web_vital"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

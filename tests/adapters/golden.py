@@ -2,7 +2,8 @@
 
 - ``request.json``: ``{"method": "POST", "path": "/batch", "query": {...}, "headers": {...},
   "body": <any JSON> | "raw": "<exact body text>"}``. The strings ``{{api_key}}`` and
-  ``{{project_id}}`` anywhere in it are replaced by the test project's key and id.
+  ``{{project_id}}`` anywhere in it are replaced by the test project's key and id, and
+  ``{{api_key_basic}}`` by the key as HTTP Basic credentials (``base64("<key>:")``).
 - ``response.json``: ``{"status": 200, "body": <JSON>, "headers": {...subset...}}``.
 - ``events.txtpb`` (optional): the expected canonical events, as a ``SubmitBatchRequest`` in
   Protobuf text format (``events { ... }`` blocks), translated with ``RECEIVED_AT`` and
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +52,8 @@ class Case:
 
 def substitute(value: Any, project_id: str = PROJECT_ID, api_key: str = API_KEY) -> Any:
     if isinstance(value, str):
+        basic = base64.b64encode(f"{api_key}:".encode()).decode()
+        value = value.replace("{{api_key_basic}}", basic)
         return value.replace("{{project_id}}", project_id).replace("{{api_key}}", api_key)
     if isinstance(value, list):
         return [substitute(v, project_id, api_key) for v in value]

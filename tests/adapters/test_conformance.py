@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ RECEIVED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 SITE = "550e8400-e29b-41d4-a716-446655440000"
 KEY = "egw_conformance_key"
 BEARER = {"authorization": f"Bearer {KEY}"}
+BASIC = {"authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,18 @@ MINIMAL: dict[tuple[str, str], Minimal] = {
     ),
     ("vibefollow", "users"): Minimal({"external_user_id": "u1"}, BEARER, {}),
     ("vibefollow", "users_bulk"): Minimal({"users": [{"external_user_id": "u1"}]}, BEARER, {}),
+    **{
+        ("segment", kind): Minimal(
+            {"userId": "u1", "event": "Signup", "groupId": "g1", "previousId": "a1"}, BASIC, {}
+        )
+        for kind in ("identify", "track", "page", "screen", "group", "alias", *"itpsga")
+    },
+    **{
+        ("segment", name): Minimal(
+            {"batch": [{"type": "track", "userId": "u1", "event": "Signup"}]}, BASIC, {}
+        )
+        for name in ("batch", "import")
+    },
 }
 
 # Routes that answer per item: the predicate says the body reports nothing accepted.
@@ -119,6 +133,20 @@ NOTHING_ACCEPTED: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("ours", "batch"): lambda b: b["accepted"] == 0,
     ("vibefollow", "bulk"): lambda b: b["data"]["accepted"] == 0,
     ("vibefollow", "users_bulk"): lambda b: b["data"]["accepted"] == 0,
+    **{
+        ("segment", name): lambda b: b["accepted"] == 0
+        for name in (
+            "identify",
+            "track",
+            "page",
+            "screen",
+            "group",
+            "alias",
+            *"itpsga",
+            "batch",
+            "import",
+        )
+    },
 }
 
 DEEP = 200_000

@@ -5,7 +5,8 @@ serving a fresh SQLite file (the ``gateway`` fixture), its ``setup.json`` reques
 pure runner (``test_golden_translate.py``), nothing is skipped: authentication, limits and dedup are
 decided by the server here. What a live server makes differently from the pure runner is normalized
 before comparing events: the receive time (the live clock, checked to fall within the request), the
-project id (the fixture's), and ids generated from the random per-request id (checked to be UUIDs)
+project id (the fixture's), an event time corrected for clock skew (it follows the receive time),
+and ids generated from the random per-request id (checked to be UUIDs)
 when the case sends no ``Idempotency-Key``.
 """
 
@@ -81,6 +82,12 @@ def normalize(
     if want.occurred_at == want.received_at and got.occurred_at != want.occurred_at:
         assert got.occurred_at == got.received_at
         want.occurred_at.CopyFrom(got.occurred_at)
+    if want.HasField("original_occurred_at") and want.HasField("sent_at"):
+        # Corrected for the client's clock skew: receipt - (sent - original), on the live clock.
+        skew = want.sent_at.ToDatetime(tzinfo=UTC) - want.original_occurred_at.ToDatetime(
+            tzinfo=UTC
+        )
+        want.occurred_at.FromDatetime(received - skew)
     want.received_at.CopyFrom(got.received_at)
     if not keyed and is_uuid(want.id):  # generated from the server's random request id
         assert is_uuid(got.id), got.id

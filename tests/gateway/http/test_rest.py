@@ -8,6 +8,7 @@ Each test runs against the ``gateway`` fixture (a real server over a fresh SQLit
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -81,7 +82,9 @@ def dumps(value: Any) -> bytes:
 class Endpoint:
     dialect: str
     path: str
-    credential: str  # "query" (website / client id), "bearer" or "token" (in the body)
+    # "query" (website / client id), "bearer", "basic" (the key as user name) or "token" (in
+    # the body)
+    credential: str
     ok: int
     make: Callable[[str, str], Any]  # (api key, tag) -> a valid body storing one event
     query_name: str = "website_id"
@@ -95,6 +98,9 @@ class Endpoint:
 
     def headers(self, gateway: Gateway, **extra: str) -> dict[str, str]:
         auth = {"Authorization": f"Bearer {gateway.api_key}"} if self.credential == "bearer" else {}
+        if self.credential == "basic":
+            basic = base64.b64encode(f"{gateway.api_key}:".encode()).decode()
+            auth = {"Authorization": f"Basic {basic}"}
         return {**JSON, **auth, **extra}
 
     def query(self, gateway: Gateway) -> dict[str, str]:
@@ -118,6 +124,7 @@ class Endpoint:
 
 
 SITE = "550e8400-e29b-41d4-a716-446655440000"  # the gateway fixture's project
+SEGMENT_SETTINGS = "/v1/projects/{writeKey}/settings"  # a GET: its own tests
 
 
 def _engagement(tag: str) -> dict[str, Any]:
@@ -142,6 +149,11 @@ def _vf(tag: str) -> dict[str, Any]:
 
 def _vf_user(tag: str) -> dict[str, Any]:
     return {"external_user_id": "usr_42", "email": "jane@acme.io", "traits": {"plan": tag}}
+
+
+def _sg(tag: str) -> dict[str, Any]:
+    """A Segment message valid on every single-message route, and in a batch."""
+    return {"type": "track", "userId": "u1", "event": tag, "groupId": "g1", "previousId": "a1"}
 
 
 ENDPOINTS = [
@@ -244,14 +256,23 @@ ENDPOINTS = [
     Endpoint(
         "vibefollow", "/api/v1/users/bulk", "bearer", 200, lambda _, t: {"users": [_vf_user(t)]}
     ),
+    *(
+        Endpoint("segment", f"/v1/{path}", "basic", 200, lambda _, t: _sg(t))
+        for path in ("identify", "track", "page", "screen", "group", "alias", *"itpsga")
+    ),
+    *(
+        Endpoint("segment", f"/v1/{path}", "basic", 200, lambda _, t: {"batch": [_sg(t)]})
+        for path in ("batch", "import")
+    ),
 ]
 IDS = [e.id for e in ENDPOINTS]
 
 
 def test_the_table_covers_every_endpoint() -> None:
     routes = {(m, p) for (m, p) in default_registry().routes}
-    # Every POST route, and the pixel (a GET with the event in its query: its own tests).
-    assert routes == {("POST", e.path) for e in ENDPOINTS} | {("GET", "/px.jpg")}
+    # Every POST route; the GETs (Databuddy's pixel, Segment's browser settings) have their own.
+    assert {r for r in routes if r[0] == "POST"} == {("POST", e.path) for e in ENDPOINTS}
+    assert {p for m, p in routes if m == "GET"} == {"/px.jpg", SEGMENT_SETTINGS}
 
 
 def error_of(dialect: str, reply: Reply) -> tuple[str | None, str]:
@@ -272,6 +293,10 @@ def error_of(dialect: str, reply: Reply) -> tuple[str | None, str]:
         [error] = body["errors"]
         assert set(error) <= {"code", "message", "field"}, body
         return error["code"], error["message"]
+    if dialect == "segment":
+        assert body["success"] is False and isinstance(body["message"], str), body
+        assert set(body) <= {"success", "code", "message", "field"}, body
+        return body["code"], body["message"]
     assert dialect == "generic"
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     return body["error"]["code"], body["error"]["message"]
@@ -285,6 +310,7 @@ REUSE_CODE = {
     "ours": None,
     "appizer": "IDEMPOTENCY_KEY_REUSE",
     "vibefollow": "idempotency_key_reuse",
+    "segment": "idempotency_key_reused",
 }
 
 
@@ -523,7 +549,8 @@ async def test_gzip_bomb_is_refused_413(
     bomb = gzip.compress(b" " * (limit + 1) + endpoint.body(gateway, "x"))
     assert len(bomb) < limit // 100
     reply = await endpoint.post(http, gateway, bomb, **{"Content-Encoding": "gzip"})
-    assert reply.status == 413, reply.body
+    # The Segment spec answers an oversize request 400, as its libraries expect.
+    assert reply.status == (400 if endpoint.dialect == "segment" else 413), reply.body
     error_of(endpoint.dialect, reply)
     assert await gateway.stored() == []
 
@@ -552,6 +579,12 @@ PER_ITEM_REJECTED: dict[str, tuple[int, Callable[[Any], bool]]] = {
         200,
         lambda b: (b["data"]["accepted"], b["data"]["rejected"]) == (0, 1),
     ),
+    # Segment: 200, naming the message it could not use.
+    **{
+        e.path: (200, lambda b: (b["accepted"], len(b["rejected"])) == (0, 1))
+        for e in ENDPOINTS
+        if e.dialect == "segment"
+    },
 }
 
 
@@ -564,7 +597,7 @@ async def test_a_json_body_of_the_wrong_type_is_refused(
     # becomes a number.
     target = body[0].get("payload", body[0]) if isinstance(body, list) else body
     if isinstance(target, dict):
-        target = target.get("events", target.get("users", [target]))[0]
+        target = target.get("events", target.get("users", target.get("batch", [target])))[0]
     typed = ("name", "event", "event_name", "userProperties", "traits", "properties", "alias_id")
     typed += ("metricName", "message", "eventName", "exitType", "profileId")
     for name in typed:

@@ -178,6 +178,11 @@ async def test_junk_is_answered_4xx_in_the_dialect_envelope(
         assert 400 <= status < 500
 
 
+def oversize_status(dialect: str) -> int:
+    """413, but 400 where the vendor answers an oversize request so (the Segment spec)."""
+    return 400 if dialect == "segment" else 413
+
+
 @pytest.mark.parametrize(("dialect", "method", "path"), BODY_ROUTES, ids=BODY_ROUTE_IDS)
 async def test_oversize_bodies_are_413_naming_the_limit(
     server: Server, dialect: str, method: str, path: str
@@ -198,7 +203,7 @@ async def test_oversize_bodies_are_413_naming_the_limit(
         for data in (body, chunked()):
             status, got, raw = await send(session, url, data, headers)
             assert_clean(status, got, raw, path)
-            assert status == 413, (path, status, raw[:200])
+            assert status == oversize_status(dialect), (path, status, raw[:200])
             assert str(limit) in raw.decode(), raw
         # Just under the limit is read (and refused for its content, not its size).
         fits = b'{"x": "' + b"x" * (limit - 100) + b'"}'
@@ -333,7 +338,7 @@ async def test_gzip_bomb_is_413_while_streaming(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         status, raw = await throw_bomb(session, server.http_url + path, headers, bomb)
     doc = assert_clean(status, {"Content-Type": "application/json"}, raw, path)
-    assert status == 413, (path, status, raw[:200])
+    assert status == oversize_status(dialect), (path, status, raw[:200])
     assert "ecompressed" in raw.decode(), doc  # the message names the decompressed limit
     # The server answered long before the bomb was spent.
     assert bomb.inflated < bomb.total, bomb.inflated
