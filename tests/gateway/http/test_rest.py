@@ -1282,3 +1282,28 @@ async def test_an_event_over_the_per_event_limit_is_rejected_alone_where_items_a
     assert (results[1]["success"], results[1]["code"]) == (False, "invalid_event")
     assert str(gateway.settings.max_event_bytes) in results[1]["message"]
     assert [e.id for e in await gateway.stored()] == ["small"]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [e for e in ENDPOINTS if e.dialect == "databuddy" and e.path not in ("/batch", "/track", "/")],
+    ids=lambda e: e.path,
+)
+async def test_lossless_databuddy_signals_and_identify(
+    gateway: Gateway, http: aiohttp.ClientSession, endpoint: Endpoint
+) -> None:
+    """Every key sent lands in a typed field or in extras: an unknown one, and the ids kept as
+    sent (``anonymizeVisitorIds``) alike."""
+    body = endpoint.make(gateway.api_key, "kept")
+    item = body[0] if isinstance(body, list) else body
+    item.update({"note": {"nested": [1, "two"]}, "anonymousId": "anon_1"})
+    if isinstance(body, list):
+        item["anonymizeVisitorIds"] = "auto"
+    reply = await endpoint.post(http, gateway, dumps(body))
+    assert reply.status == 200, reply.body
+    [event] = await gateway.stored()
+    extras = MessageToDict(event.extras)
+    assert extras["note"] == {"nested": [1, "two"]}
+    assert event.identity.anonymous_id == "anon_1"
+    if isinstance(body, list):
+        assert extras["anonymizeVisitorIds"] == "auto"
