@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.relay_throughput import measure
+from bench.relay import measure
 from tests.jetstream import nats_url
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]

@@ -5,7 +5,7 @@ system, from the child's resource usage), less those of the same process over th
 outbox of its own: a temporary SQLite file, or a temporary database on the PostgreSQL server of
 ``--database-url`` (dropped afterwards).
 
-``measure()`` is what a benchmark scenario calls; ``python -m gateway.relay_throughput`` prints
+``measure()`` is what a benchmark scenario calls; ``python -m bench.relay`` prints
 each run and the median as JSON lines."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def measure(database_url: str, nats_url: str, *, events: int) -> RelayRun:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway.relay_throughput")
+    parser = argparse.ArgumentParser(prog="python -m bench.relay")
     parser.add_argument("--database-url", default="sqlite:///relaybench.db")
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     parser.add_argument("--events", type=int, default=100_000)
