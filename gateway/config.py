@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from gateway.settings_text import mask_url
 
 DEFAULT_DATABASE_URL = "sqlite:///eventgw.db"
 ENV_PREFIX = "EVENTGW_"
@@ -302,46 +303,6 @@ def _validate(s: Settings) -> None:
         fail("database_url", "must be sqlite:///PATH or postgresql://USER@HOST/DB")
     if s.nats_url is not None and urlsplit(s.nats_url).scheme not in {"nats", "tls", "ws", "wss"}:
         fail("nats_url", "must be nats://HOST:PORT (or tls://, ws://, wss://)")
-
-
-_SECRET_PARAMS = {"password", "token", "pass", "secret"}
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (and a token given as the user of a nats:// URL, or in a
-    ``password=`` / ``token=`` query parameter) replaced by ``***``; otherwise unchanged."""
-    parts = urlsplit(url)
-    masked = url
-    if "@" in parts.netloc:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        if colon:
-            userinfo = f"{user}:***"
-        elif not parts.scheme.startswith(("postgres", "sqlite")):
-            userinfo = "***"  # nats://TOKEN@host
-        masked = masked.replace(parts.netloc, f"{userinfo}@{hostport}", 1)
-    if parts.query:
-        pairs = [pair.partition("=") for pair in parts.query.split("&")]
-        query = "&".join(
-            f"{k}{eq}{'***' if k.lower() in _SECRET_PARAMS else v}" for k, eq, v in pairs
-        )
-        masked = masked.replace("?" + parts.query, "?" + query, 1)
-    return masked
-
-
-def format_toml(values: Mapping[str, Any]) -> str:
-    """``values`` as a TOML document (unset ones as comments): what ``--config`` reads back."""
-    lines = []
-    for name, value in values.items():
-        if value is None:
-            lines.append(f"# {name} =  (not set)")
-        elif isinstance(value, bool):
-            lines.append(f"{name} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{name} = {value!r}")
-        else:
-            lines.append(f"{name} = {json.dumps(str(value))}")
-    return "\n".join(lines) + "\n"
 
 
 def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:

@@ -13,7 +13,8 @@ from typing import Any
 
 from gateway import migrate, progress
 from gateway.cli.common import StartupError, load_settings
-from gateway.config import DEFAULT_DATABASE_URL, ConfigError, Settings, format_toml, parse_hostport
+from gateway.config import DEFAULT_DATABASE_URL, ConfigError, Settings, parse_hostport
+from gateway.settings_text import format_toml
 from gateway.storage.engine import create_engine
 
 

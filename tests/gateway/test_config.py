@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, Settings, format_toml, mask_url
+from gateway.config import ConfigError, Settings
+from gateway.settings_text import format_toml, mask_url
 
 
 def toml(tmp_path: Path, text: str) -> Path:
