@@ -4,7 +4,6 @@ bodies, and the vendor's error forms, which differ between the tracker's endpoin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +15,14 @@ from gateway.errors import (
     GatewayError,
     InvalidCredential,
     InvalidRequest,
-    MethodNotAllowed,
     MissingCredential,
     MissingScope,
     OriginNotAllowed,
     ProjectMismatch,
     RetryableError,
     UnknownProject,
+    error_headers,
+    lookup,
 )
 from gateway.model import Outcome, Status
 from gateway.pb.event_pb2 import Event, EventType
@@ -82,44 +82,39 @@ def event_result(request: RawRequest, index: int, event: Event, outcome: Outcome
 
 
 # The vendor's own forms, which differ between the tracker endpoints and /track.
-_BEACON_ERRORS: Mapping[type[GatewayError], tuple[int, str]] = {
+_BEACON_ERRORS: Mapping[type[GatewayError], tuple[int, str] | None] = {
     MissingCredential: (400, "Missing client ID"),
     InvalidCredential: (400, "Invalid or inactive client ID"),
     UnknownProject: (400, "Invalid or inactive client ID"),
 }
-_TRACK_ERRORS: Mapping[type[GatewayError], tuple[int, str]] = {
+_TRACK_ERRORS: Mapping[type[GatewayError], tuple[int, str] | None] = {
     MissingCredential: (401, "API key or website_id required"),
     InvalidCredential: (401, "Invalid API key"),
     UnknownProject: (404, "Website not found"),
     InvalidRequest: (400, INVALID_BODY),
 }
-_COMMON_ERRORS: Mapping[type[GatewayError], tuple[int, str]] = {
+_COMMON_ERRORS: Mapping[type[GatewayError], tuple[int, str] | None] = {
     MissingScope: (403, "API key missing track:events scope"),
     ProjectMismatch: (403, "Website scope mismatch"),
     OriginNotAllowed: (403, "Origin not authorized"),
 }
 # Which table a route's errors take (the routes not named: the tracker's).
-ERROR_TABLES: dict[str, Mapping[type[GatewayError], tuple[int, str]]] = {"track": _TRACK_ERRORS}
+ERROR_TABLES: dict[str, Mapping[type[GatewayError], tuple[int, str] | None]] = {
+    "track": _TRACK_ERRORS
+}
 
 
 def error_response(route: str | None, error: GatewayError) -> Response:
     """``error`` in the vendor's form for ``route`` (None: no route matched)."""
-    status, message = _error_form(route, error)
-    headers: dict[str, str] = {}
-    if isinstance(error, RetryableError) and error.retry_after is not None:
-        headers["Retry-After"] = str(max(0, math.ceil(error.retry_after)))
-    if isinstance(error, MethodNotAllowed) and error.allowed:
-        headers["Allow"] = ", ".join(error.allowed)
+    table = ERROR_TABLES.get(route or "", _BEACON_ERRORS if route is not None else {})
+    # The vendor's own form where it has one; else the error's own status and message.
+    form = lookup({**_COMMON_ERRORS, **table, GatewayError: None}, error)
+    status, message = form if form is not None else (error.http_status, error.message)
     body: dict[str, Any] = {"status": "error", "message": message}
     if isinstance(error, InvalidSchema):
         body["errors"] = [{"field": error.field or "", "message": error.detail}]
+    headers = error_headers(error)
+    if isinstance(error, RetryableError) and error.retry_after is None:
+        # The vendor says when to retry only when it knows: no default Retry-After here.
+        headers.pop("Retry-After", None)
     return json_response(status, body, headers)
-
-
-def _error_form(route: str | None, error: GatewayError) -> tuple[int, str]:
-    table = _BEACON_ERRORS if route is not None else {}
-    forms = {**_COMMON_ERRORS, **ERROR_TABLES.get(route or "", table)}
-    for cls in type(error).__mro__:
-        if cls in forms:
-            return forms[cls]
-    return error.http_status, error.message
