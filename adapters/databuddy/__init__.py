@@ -24,7 +24,7 @@ from adapters.databuddy.envelope import (
     event_result,
     rejection_result,
 )
-from adapters.databuddy.events import CUSTOM_FIELDS, custom_event, set_extras
+from adapters.databuddy.events import CUSTOM_FIELDS, custom_event, received, set_extras
 from adapters.databuddy.identity import identify_event
 from adapters.databuddy.pixel import event_of, image
 from adapters.databuddy.signals import SIGNALS, signal_events
@@ -120,6 +120,7 @@ class Databuddy:
             return Translation(credential=credential, failure=InvalidRequest(INVALID_BODY))
         events: list[Event] = []
         claimed: set[str] = set()
+        at = received(request.received_at)
         for index, data in enumerate(raw):
             prefix = "" if single else f"[{index}]."
             if not isinstance(data, dict):
@@ -127,7 +128,7 @@ class Databuddy:
                 return Translation(credential=credential, failure=failure)
             try:
                 payload = parse(data, CustomPayload, prefix=prefix)
-                event = custom_event(payload, generated_id(request, index), request.received_at)
+                event = custom_event(payload, generated_id(request, index), at)
                 set_extras(event, data, CUSTOM_FIELDS, prefix=prefix)
             except FieldError as exc:
                 failure = InvalidRequest(INVALID_BODY, field=exc.field)

@@ -16,6 +16,7 @@ from adapters.databuddy.events import (
     LINK_FIELDS,
     TRACK_FIELDS,
     link_event,
+    received,
     set_extras,
     track_event,
 )
@@ -35,10 +36,11 @@ def track_items(request: RawRequest, payloads: list[TrackPayload]) -> list[Event
     """The items of a batch decoded whole: an event each, or the rejection of a check the
     struct could not make."""
     items: list[Event | Rejection] = []
+    at = received(request.received_at)
     for index, p in enumerate(payloads):
         default_id = "" if p.eventId else generated_id(request, index)
         try:
-            items.append(track_event(p, default_id, request.received_at))
+            items.append(track_event(p, default_id, at))
         except FieldError as exc:
             items.append(_schema_rejection(index, "track", p.eventId, exc))
     return items
@@ -75,10 +77,10 @@ def beacon_item(request: RawRequest, index: int, item: Any) -> Event | Rejection
         if kind == "track":
             payload = parse(data, TrackPayload)
             default_id = "" if payload.eventId else generated_id(request, index)
-            event = track_event(payload, default_id, request.received_at)
+            event = track_event(payload, default_id, received(request.received_at))
             known = TRACK_FIELDS if wrapped else TRACK_FIELDS | {"type"}
         else:
-            event = link_event(parse(data, LinkPayload), request.received_at)
+            event = link_event(parse(data, LinkPayload), received(request.received_at))
             known = LINK_FIELDS if wrapped else LINK_FIELDS | {"type"}
         set_extras(event, data, known, wrapper)
     except FieldError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,10 +50,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def track_event(p: TrackPayload, default_id: str, received_at: datetime, prefix: str = "") -> Event:
+def track_event(p: TrackPayload, default_id: str, at: Received, prefix: str = "") -> Event:
     """A ``track`` payload: ``eventId``, else ``default_id``."""
-    base, limit_us = received(received_at)
-    event = Event.FromString(base)  # the request's common part: dialect, times
+    limit_us = at.limit_us
+    event = Event.FromString(at.base)  # the request's common part: dialect, times
     identity = event.identity
     if p.timestamp is not None:
         event.occurred_at.seconds, event.occurred_at.nanos = stamp(p.timestamp, limit_us, prefix)
@@ -104,10 +104,10 @@ def track_event(p: TrackPayload, default_id: str, received_at: datetime, prefix:
     return event
 
 
-def link_event(p: LinkPayload, received_at: datetime, prefix: str = "") -> Event:
+def link_event(p: LinkPayload, at: Received, prefix: str = "") -> Event:
     """An ``outgoing_link`` payload (its ``eventId`` is required)."""
-    base, limit_us = received(received_at)
-    event = Event.FromString(base)
+    limit_us = at.limit_us
+    event = Event.FromString(at.base)
     event.id, event.type, event.name = p.eventId, _OUTGOING_LINK, "outgoing_link"
     event.link.href = p.href
     if p.text:
@@ -123,12 +123,10 @@ def link_event(p: LinkPayload, received_at: datetime, prefix: str = "") -> Event
     return event
 
 
-def custom_event(
-    p: CustomPayload, default_id: str, received_at: datetime, prefix: str = ""
-) -> Event:
+def custom_event(p: CustomPayload, default_id: str, at: Received, prefix: str = "") -> Event:
     """A ``POST /track`` custom event; its ``websiteId`` is the caller's to check."""
-    base, limit_us = received(received_at)
-    event = Event.FromString(base)
+    limit_us = at.limit_us
+    event = Event.FromString(at.base)
     event.id, event.type, event.name = p.eventId or default_id, _CUSTOM, p.name
     if p.namespace:
         event.namespace = p.namespace
@@ -229,13 +227,21 @@ def set_properties(props: dict[str, Any], event: Event, prefix: str) -> None:
     event.properties.CopyFrom(to_struct(props))
 
 
+class Received(NamedTuple):
+    """What a request's events share: serialized (dialect; received and default occurred-at
+    times), and the latest event time the request accepts, in microseconds. Made once a request
+    (``received``) and handed to each event's builder."""
+
+    base: bytes
+    limit_us: int
+
+
 @lru_cache(maxsize=16)
-def received(received_at: datetime) -> tuple[bytes, int]:
-    """What a request's events share, serialized (dialect; received and default occurred-at),
-    and the latest event time the request accepts, in microseconds."""
+def received(received_at: datetime) -> Received:
+    """The ``Received`` of a request received at ``received_at``."""
     stamp = to_timestamp(received_at)
     base = Event(dialect=DIALECT, received_at=stamp, occurred_at=stamp).SerializeToString()
-    return base, _us(received_at + MAX_FUTURE)
+    return Received(base, _us(received_at + MAX_FUTURE))
 
 
 def _us(moment: datetime) -> int:

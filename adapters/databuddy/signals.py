@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-from adapters.databuddy.events import received, set_extras, set_properties, stamp
+from adapters.databuddy.events import Received, received, set_extras, set_properties, stamp
 from adapters.databuddy.wire import EpochMs, Properties, Text128, Text512, Text2048, parse
 from adapters.fields import FieldError
 from gateway.pb.event_pb2 import Engagement, ErrorReport, Event, EventType, WebVital
@@ -107,10 +107,10 @@ _COUNTS = {
 _IN_EXTRAS = frozenset({"anonymizeVisitorIds"})
 
 
-def _base(item: Any, default_id: str, at: datetime, prefix: str) -> Event:
+def _base(item: Any, default_id: str, at: Received, prefix: str) -> Event:
     """The fields every signal shares: id, times, page path, visitor and session."""
-    base, limit_us = received(at)
-    event = Event.FromString(base)
+    limit_us = at.limit_us
+    event = Event.FromString(at.base)
     event.id = item.eventId or default_id
     if item.timestamp is not None:
         event.occurred_at.seconds, event.occurred_at.nanos = stamp(item.timestamp, limit_us, prefix)
@@ -123,14 +123,14 @@ def _base(item: Any, default_id: str, at: datetime, prefix: str) -> Event:
     return event
 
 
-def _vital(v: Vital, default_id: str, at: datetime, prefix: str) -> Event:
+def _vital(v: Vital, default_id: str, at: Received, prefix: str) -> Event:
     event = _base(v, default_id, at, prefix)
     event.type, event.name = EventType.EVENT_TYPE_WEB_VITAL, "web_vitals"
     event.web_vital.CopyFrom(WebVital(metric=v.metricName, value=float(v.metricValue)))
     return event
 
 
-def _error(e: ClientError, default_id: str, at: datetime, prefix: str) -> Event:
+def _error(e: ClientError, default_id: str, at: Received, prefix: str) -> Event:
     event = _base(e, default_id, at, prefix)
     event.type, event.name = EventType.EVENT_TYPE_ERROR, "error"
     report = ErrorReport(message=e.message, filename=e.filename or "", stack=e.stack or "")
@@ -143,7 +143,7 @@ def _error(e: ClientError, default_id: str, at: datetime, prefix: str) -> Event:
     return event
 
 
-def _engagement(g: PageEngagement, default_id: str, at: datetime, prefix: str) -> Event:
+def _engagement(g: PageEngagement, default_id: str, at: Received, prefix: str) -> Event:
     event = _base(g, default_id, at, prefix)
     event.type, event.name = EventType.EVENT_TYPE_ENGAGEMENT, "engagement"
     event.engagement.CopyFrom(
@@ -163,7 +163,7 @@ def _engagement(g: PageEngagement, default_id: str, at: datetime, prefix: str) -
     return event
 
 
-def _span(s: Span, default_id: str, at: datetime, prefix: str) -> Event:
+def _span(s: Span, default_id: str, at: Received, prefix: str) -> Event:
     event = _base(s, default_id, at, prefix)
     event.type, event.name = EventType.EVENT_TYPE_CUSTOM, s.eventName
     if s.profileId:
@@ -178,7 +178,7 @@ class Signal:
     """One array endpoint: its item struct, its mapping, its limit and the ``type`` it answers."""
 
     struct: type[Struct]
-    build: Callable[[Any, str, datetime, str], Event]
+    build: Callable[[Any, str, Received, str], Event]
     max_items: int
     answer_type: str
 
@@ -197,13 +197,14 @@ def signal_events(
     """The events of a whole array body; ``FieldError`` (``[index].field``) at its first bad
     item."""
     events: list[Event] = []
+    shared = received(at)
+    known = frozenset(signal.struct.__struct_fields__) - _IN_EXTRAS
     for index, data in enumerate(body):
         prefix = f"[{index}]."
         if not isinstance(data, dict):
             raise FieldError(f"[{index}]", "must be an object")
         item: Any = parse(data, signal.struct, prefix=prefix)
-        event = signal.build(item, "" if item.eventId else default_id(index), at, prefix)
-        known = frozenset(signal.struct.__struct_fields__) - _IN_EXTRAS
+        event = signal.build(item, "" if item.eventId else default_id(index), shared, prefix)
         set_extras(event, data, known, prefix=prefix)
         events.append(event)
     return events
