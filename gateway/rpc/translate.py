@@ -133,7 +133,6 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
         raise InvalidRequest(f"at most {max_events} events per batch")
     key = request.idempotency_key or None
     now_ns = time.time_ns()
-    received = datetime.fromtimestamp(now_ns // 1000 / 1_000_000, tz=UTC)
     batch_id = ""  # drawn when an event without an id needs one
     suffixes = _suffixes(project_id, _received(now_ns))
     rejected: dict[int, Outcome] = {}
@@ -156,7 +155,9 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
             if key:
                 event_id = uuid5(_ID_NAMESPACE_BYTES, f"key:{key}\x00{index}")
             else:  # time-ordered (a random per-batch part, the receive time, the index)
-                batch_id = batch_id or uuid.uuid4().hex
+                if not batch_id:
+                    batch_id = uuid.uuid4().hex
+                    received = datetime.fromtimestamp(now_ns // 1000 / 1_000_000, tz=UTC)
                 event_id = uuid7(batch_id, received, index)
             encoded += Event(id=event_id).SerializeToString()
         payloads.append(_join((encoded, suffixes[(not kind) * 2 + (not timed)])))
