@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.storage.retention import purge_older
 from gateway.storage.schema import failed_events
 
 MAX_RAW_BYTES = 64 * 1024
@@ -131,21 +132,7 @@ class FailedEventStore:
     async def purge(self, older_than_us: int, *, chunk: int = PURGE_CHUNK) -> int:
         """Delete the items received before ``older_than_us``, ``chunk`` rows per transaction
         (a short one each: never a long hold on SQLite's one writer); how many went."""
-        oldest = (
-            select(failed_events.c.seq)
-            .where(failed_events.c.received_at < older_than_us)
-            .order_by(failed_events.c.seq)
-            .limit(chunk)
-        )
-        removed = 0
-        while True:
-            async with self.engine.begin() as conn:
-                seqs = (await conn.execute(oldest)).scalars().all()
-                if seqs:
-                    await conn.execute(delete(failed_events).where(failed_events.c.seq.in_(seqs)))
-            removed += len(seqs)
-            if len(seqs) < chunk:
-                return removed
+        return await purge_older(self.engine, failed_events, older_than_us, chunk=chunk)
 
 
 def _row(item: FailedEvent) -> dict[str, object]:

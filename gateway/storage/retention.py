@@ -1,4 +1,5 @@
-"""Retention of the outbox: delivered events older than a cut-off are deleted, a chunk per short
+"""Retention of the outbox: delivered events older than a cut-off are deleted (``purge_delivered``,
+on ``purge_older``, which the failed-events table's retention uses too), a chunk per short
 transaction, so that the table (and the SQLite file, whose freed pages are reused) stops
 growing at a steady rate. An undelivered event is never deleted, however old: the relay has not
 published it yet.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, Table, delete, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.schema import events
@@ -22,30 +23,46 @@ CHUNK = 1_000
 async def purge_delivered(
     engine: AsyncEngine, older_than_us: int, *, chunk: int = CHUNK, pause_s: float = 0.0
 ) -> int:
-    """Delete the delivered events received before ``older_than_us``, reading the outbox in
-    ``seq`` order, ``chunk`` rows at a time, and deleting each chunk's in a short transaction of
-    its own (``pause_s`` between them leaves the writer room); how many went. It stops at the
-    first row received after the cut-off: ``seq`` follows the receive time, up to a group
-    commit's disorder, which the next run catches."""
+    """Delete the delivered events received before ``older_than_us`` (``purge_older``; the
+    relay never un-delivers a row, so one chosen stays deletable); how many went."""
+    delivered = events.c.delivered_at.is_not(None)
+    return await purge_older(
+        engine, events, older_than_us, only=delivered, chunk=chunk, pause_s=pause_s
+    )
+
+
+async def purge_older(
+    engine: AsyncEngine,
+    table: Table,
+    older_than_us: int,
+    *,
+    only: ColumnElement[bool] | None = None,
+    chunk: int = CHUNK,
+    pause_s: float = 0.0,
+) -> int:
+    """Delete the rows of ``table`` (a ``seq`` key, a ``received_at`` time) received before
+    ``older_than_us`` and, when given, matching ``only``: reading the table in ``seq`` order,
+    ``chunk`` rows at a time, and deleting each chunk's in a short transaction of its own
+    (``pause_s`` between them leaves the writer room); how many went. It stops at the first row
+    received after the cut-off: ``seq`` follows the receive time, up to a group commit's
+    disorder, which the next run catches."""
+    deletable = only if only is not None else true()
     removed, after = 0, 0
     while True:
         page = (
-            select(events.c.seq, events.c.received_at, events.c.delivered_at)
-            .where(events.c.seq > after)
-            .order_by(events.c.seq)
+            select(table.c.seq, table.c.received_at, deletable.label("deletable"))
+            .where(table.c.seq > after)
+            .order_by(table.c.seq)
             .limit(chunk)
         )
         async with engine.connect() as conn:
             rows = (await conn.execute(page)).all()
         old = [row for row in rows if row.received_at < older_than_us]
         done = len(old) < len(rows) or len(rows) < chunk
-        seqs = [row.seq for row in old if row.delivered_at is not None]
+        seqs = [row.seq for row in old if row.deletable]
         if seqs:
             async with engine.begin() as conn:
-                # Only delivered rows: the relay never un-delivers one, so they stay deletable.
-                await conn.execute(
-                    delete(events).where(events.c.seq.in_(seqs), events.c.delivered_at.is_not(None))
-                )
+                await conn.execute(delete(table).where(table.c.seq.in_(seqs), deletable))
             removed += len(seqs)
         if done:
             return removed
