@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from gateway.client.events import varint  # the client's, which frames its batches alike
 from gateway.pb.event_pb2 import Event, EventType
 
 GRPC_BATCH = 500  # events per gRPC SubmitBatch / SubmitStream message
@@ -31,16 +32,6 @@ CUSTOM = (
 
 # One stored row of the outbox: (project_id, event_id, dialect, event_type, received_at, payload).
 StoredRow = tuple[str, str, str, str, int, bytes]
-
-
-def varint(n: int) -> bytes:
-    """``n`` as a Protobuf base-128 varint."""
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def template_event(project_id: str = "") -> Event:

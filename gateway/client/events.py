@@ -92,6 +92,7 @@ def stamp(event: Event) -> None:
 
 
 def varint(n: int) -> bytes:
+    """``n`` as a Protobuf base-128 varint."""
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
