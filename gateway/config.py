@@ -238,6 +238,13 @@ def _toml_type(value: Any) -> str:
     return "a number" if isinstance(value, float) else f"a {type(value).__name__}"
 
 
+_WILDCARDS = {"0.0.0.0", "::", "*"}
+
+
+def _overlap(host: str, other: str) -> bool:
+    return host == other or host in _WILDCARDS or other in _WILDCARDS
+
+
 def _validate(s: Settings) -> None:
     def fail(setting: str, message: str) -> None:
         raise ConfigError(f"{setting}: {message}", setting=setting)
@@ -248,6 +255,15 @@ def _validate(s: Settings) -> None:
     for name in ("http_host", "grpc_host", "ops_host"):
         if not getattr(s, name):
             fail(name, "must not be empty")
+    # Every listener binds with SO_REUSEPORT (the workers share theirs), so two listeners given
+    # one address would not fail to bind: they would silently split its connections.
+    listeners = [
+        (n, getattr(s, f"{n}_host"), getattr(s, f"{n}_port")) for n in ("http", "grpc", "ops")
+    ]
+    for i, (name, host, port) in enumerate(listeners):
+        for other, other_host, other_port in listeners[:i]:
+            if port and port == other_port and _overlap(host, other_host):
+                fail(f"{name}_port", f"{port} is {other}_port too; each listener needs its own")
     if s.workers < 1:
         fail("workers", "must be at least 1")
     for name in (

@@ -28,9 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all held open until all are chosen (a port closed at once can
+    be handed out again by the next bind)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 @dataclass
@@ -129,9 +137,7 @@ class GatewayProcess:
     ) -> None:
         self.database_url = database_url
         self.extra_args = extra_args
-        self.http_port = free_port()
-        self.grpc_port = free_port()
-        self.ops_port = free_port()
+        self.http_port, self.grpc_port, self.ops_port = free_ports(3)
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -171,3 +171,17 @@ def test_tls_settings_go_together() -> None:
         Settings(grpc_client_ca="/etc/ca.pem")
     with pytest.raises(ConfigError, match="http_header_timeout_seconds: must be positive"):
         Settings(http_header_timeout_seconds=0)
+
+
+def test_two_listeners_on_one_address_are_refused() -> None:
+    # They would both bind (SO_REUSEPORT) and split the connections between two different apps.
+    with pytest.raises(ConfigError, match="ops_port: 8080 is http_port too"):
+        Settings(ops_port=8080)
+    with pytest.raises(ConfigError, match="grpc_port: 9000 is http_port too"):
+        Settings(http_host="0.0.0.0", http_port=9000, grpc_host="10.0.0.1", grpc_port=9000)
+    with pytest.raises(ConfigError, match="ops_port") as caught:
+        Settings.load({"EVENTGW_OPS_PORT": "50051"})
+    assert "EVENTGW_OPS_PORT" in str(caught.value)
+    # One port number on two distinct addresses is two listeners; port 0 picks a free one each.
+    Settings(http_host="10.0.0.1", ops_host="10.0.0.2", ops_port=8080)
+    Settings(http_port=0, grpc_port=0, ops_port=0)

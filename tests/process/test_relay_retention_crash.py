@@ -30,21 +30,27 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 async def test_sigkill_while_retention_deletes_and_load_arrives(
     database_url: str, stream: Stream, tmp_path: Path
 ) -> None:
-    first, waves, wave = 4_000, 12, 500
-    n = first + waves * wave
+    first, wave = 4_000, 500
+    seeded = first
     await seed(database_url, event_rows(first))
     engine = create_engine(Settings(database_url=database_url))
     removed: list[int] = []
-    loading_done = asyncio.Event()
+    killed, purged = asyncio.Event(), asyncio.Event()
 
     async def load() -> None:
-        for w in range(waves):
-            await seed(database_url, event_rows(wave, start=first + w * wave))
+        # Waves arrive until the relay is dead, and one more after: that one it cannot have
+        # published, so the kill lands mid-stream however fast the relay is.
+        nonlocal seeded
+        while True:
+            last = killed.is_set()
+            await seed(database_url, event_rows(wave, start=seeded))
+            seeded += wave
+            if last:
+                return
             await asyncio.sleep(0.05)
-        loading_done.set()
 
     async def retention() -> None:
-        while True:  # everything delivered is past the cut-off: retention of zero seconds
+        while not purged.is_set():  # all delivered is past the cut-off: retention of zero seconds
             removed.append(await purge_delivered(engine, now_us(), chunk=300))
             await asyncio.sleep(0.02)
 
@@ -62,8 +68,9 @@ async def test_sigkill_while_retention_deletes_and_load_arrives(
             finally:
                 relay.send_signal(signal.SIGKILL)
                 await relay.wait()
-            await loading
-        assert loading_done.is_set()
+                killed.set()
+                await loading
+        n = seeded
         assert await stream.count() < n  # killed mid-stream
 
         restarted = await asyncio.create_subprocess_exec(
@@ -72,17 +79,17 @@ async def test_sigkill_while_retention_deletes_and_load_arrives(
         stdout, _ = await restarted.communicate()
         assert restarted.returncode == 0
         assert orjson.loads(stdout)["pending"] == 0
-    finally:
-        purging.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purging
-    try:
+        purged.set()  # let the last purge finish, so that ``removed`` counts every deletion
+        await purging
         async with engine.connect() as conn:
             left = (await conn.execute(select(func.count()).select_from(events))).scalar_one()
             undelivered = (
                 await conn.execute(select(func.count()).where(events.c.delivered_at.is_(None)))
             ).scalar_one()
     finally:
+        purging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purging
         await engine.dispose()
     assert undelivered == 0
     assert sum(removed) > 0

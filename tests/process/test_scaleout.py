@@ -33,7 +33,7 @@ from gateway.storage.engine import create_engine
 from gateway.storage.schema import events
 from gateway.storage.tenants import TenantStore
 from tests.backends import create_database, drop_database
-from tests.harness import ROOT, free_port, provision, stored_events
+from tests.harness import ROOT, free_ports, provision, stored_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -128,7 +128,7 @@ class Cluster:
 
 
 def start_cluster(database_url: str, project_id: str, api_key: str, log: Path) -> Cluster:
-    http_port, grpc_port, ops_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, ops_port = free_ports(3)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [

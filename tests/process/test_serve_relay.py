@@ -16,7 +16,7 @@ import pytest
 from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
-from tests.harness import ROOT, eventually, free_port, provision
+from tests.harness import ROOT, eventually, free_ports, provision
 from tests.jetstream import Stream, nats_url
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -34,7 +34,7 @@ async def test_serve_with_relay_publishes_what_it_acknowledges(
     sqlite_url: str, stream: Stream, tmp_path: Path
 ) -> None:
     _, key, _ = await provision(sqlite_url)
-    http, grpc_port, log = free_port(), free_port(), tmp_path / "serve.log"
+    (http, grpc_port, ops_port), log = free_ports(3), tmp_path / "serve.log"
     env = {
         **os.environ,
         "EVENTGW_NATS_STREAM": stream.name,
@@ -45,7 +45,7 @@ async def test_serve_with_relay_publishes_what_it_acknowledges(
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "gateway", "serve", "--relay", "--nats-url", nats_url()),
             *("--database-url", sqlite_url, "--http", f"127.0.0.1:{http}"),
-            *("--grpc", f"127.0.0.1:{grpc_port}", "--ops", f"127.0.0.1:{free_port()}"),
+            *("--grpc", f"127.0.0.1:{grpc_port}", "--ops", f"127.0.0.1:{ops_port}"),
             cwd=ROOT,
             env=env,
             stdout=out,
