@@ -317,8 +317,8 @@ def _validate(s: Settings) -> None:
     scheme = s.database_url.partition(":")[0].lower()
     if not scheme.startswith(("sqlite", "postgresql", "postgres")):
         fail("database_url", "must be sqlite:///PATH or postgresql://USER@HOST/DB")
-    if s.nats_url is not None and urlsplit(s.nats_url).scheme not in {"nats", "tls", "ws", "wss"}:
-        fail("nats_url", "must be nats://HOST:PORT (or tls://, ws://, wss://)")
+    if s.nats_url is not None and urlsplit(s.nats_url).scheme not in {"nats", "tls"}:
+        fail("nats_url", "must be nats://HOST:PORT or tls://HOST:PORT")
 
 
 def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:

@@ -31,16 +31,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from sqlalchemy import BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.jetstream import (
+    ACKED,
+    DUPLICATE,
+    FAILED,
+    NO_STREAM,
+    STREAM_NOT_FOUND,
+    NatsError,
+    Publisher,
+)
 from gateway.storage.engine import is_sqlite, now_us
 from gateway.storage.schema import events
 
@@ -52,10 +55,6 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 ONCE_MAX_FAILURES = 5
 PROGRESS_SECONDS = 2.0
 REPORT_SECONDS = 30.0
-# What became of each message of a batch (the answers list holds these very strings).
-_PENDING, _STORED, _DUPLICATE, _FAILED, _NO_STREAM = "pending", "stored", "dup", "failed", "none"
-_ACKED = (_STORED, _DUPLICATE)
-_DUPLICATE_TRUE = re.compile(rb'"duplicate"\s*:\s*true')
 _NOT_IN_TOKEN = re.compile(r"[\s.*>]")  # a NATS subject token holds none of these
 _MARK = update(events).where(events.c.seq == bindparam("s")).values(delivered_at=bindparam("t"))
 # SQLite has one writer and gives each new row max(seq) + 1, so rows commit in seq order and no
@@ -108,13 +107,13 @@ class PublishFailed(Exception):
 
 
 class Relay:
-    """One relay over ``engine``'s outbox, publishing through ``nc``: a batch is published
-    whole before its acks are awaited."""
+    """One relay over ``engine``'s outbox, publishing through ``publisher``: a batch is
+    published whole before its acks are awaited."""
 
     def __init__(
         self,
         engine: AsyncEngine,
-        nc: NATS,
+        publisher: Publisher,
         *,
         stream: str,
         subject_prefix: str,
@@ -122,8 +121,7 @@ class Relay:
         ack_timeout_s: float = ACK_TIMEOUT_SECONDS,
     ) -> None:
         self.engine = engine
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
+        self.publisher = publisher
         self.stream = stream
         self.subject_prefix = subject_prefix
         self.batch_size = batch_size
@@ -144,27 +142,29 @@ class Relay:
         )
         self._claim = claim.with_for_update(skip_locked=True) if self._locking else claim
         self._stream_ready = False
-        self._inbox = ""
-        self._acks: Subscription | None = None
-        self._batch = 0
-        self._answers: list[str] = []
-        self._waiting = 0
-        self._all_answered = asyncio.Event()
+        self._subjects: dict[tuple[str, str], str] = {}
 
     async def ensure_stream(self) -> None:
         """Create the stream (subjects ``<prefix>.>``) unless it exists; never change one."""
-        try:
-            await self.js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            try:
-                await self.js.add_stream(
-                    name=self.stream,
-                    subjects=[f"{self.subject_prefix}.>"],
-                    duplicate_window=DUPLICATE_WINDOW_SECONDS,
-                )
+        info = await self.publisher.api(f"STREAM.INFO.{self.stream}")
+        error = info.get("error")
+        if error and error.get("err_code") == STREAM_NOT_FOUND:
+            config = {
+                "name": self.stream,
+                "subjects": [f"{self.subject_prefix}.>"],
+                "duplicate_window": int(DUPLICATE_WINDOW_SECONDS * 1e9),
+                "retention": "limits",
+                "storage": "file",
+                "num_replicas": 1,
+            }
+            created = await self.publisher.api(f"STREAM.CREATE.{self.stream}", config)
+            if "error" not in created:
                 log.info("created JetStream stream %s (%s.>)", self.stream, self.subject_prefix)
-            except nats.js.errors.BadRequestError:
-                await self.js.stream_info(self.stream)  # another relay created it meanwhile
+            else:  # another relay may have created it meanwhile
+                info = await self.publisher.api(f"STREAM.INFO.{self.stream}")
+                error = info.get("error")
+        if error and error.get("err_code") != STREAM_NOT_FOUND:
+            raise PublishFailed(f"stream {self.stream}: {error.get('description', error)}")
         self._stream_ready = True
 
     async def step(self) -> int:
@@ -194,43 +194,35 @@ class Relay:
             raise PublishFailed(f"{len(rows) - len(acked)} of {len(rows)} events were not acked")
         return len(rows)
 
-    async def _publish(self, rows: Sequence[Any]) -> list[int]:
-        """Publish ``rows`` in order without waiting in between; the seqs the broker acked.
+    def _subject(self, project_id: str, event_type: str) -> str:
+        subject = self._subjects.get((project_id, event_type))
+        if subject is None:
+            if len(self._subjects) > 10_000:
+                self._subjects.clear()
+            subject = (
+                f"{self.subject_prefix}.{subject_token(project_id)}.{subject_token(event_type)}"
+            )
+            self._subjects[(project_id, event_type)] = subject
+        return subject
 
-        Each message asks for its ack at ``<inbox>.<batch>x<index>`` on one subscription the
-        relay keeps (what ``publish_async`` does, without a future, a semaphore and a parsed
-        ``PubAck`` per message: an ack is read for ``"error"`` and ``"duplicate"`` only)."""
-        if self._acks is None:
-            self._inbox = self.nc.new_inbox()
-            self._acks = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
-        self._batch += 1
-        self._answers = answers = [_PENDING] * len(rows)
-        self._waiting = len(rows)
-        self._all_answered.clear()
-        reply = f"{self._inbox}.{self._batch}x"
-        sent = 0
-        try:
-            for index, row in enumerate(rows):
-                await self.nc.publish(
-                    f"{self.subject_prefix}.{subject_token(row.project_id)}"
-                    f".{subject_token(row.event_type)}",
-                    row.payload,
-                    reply=f"{reply}{index}",
-                    headers={"Nats-Msg-Id": f"{row.project_id}:{row.event_id}"},
-                )
-                sent += 1
-        except Exception as exc:  # disconnected, buffer full: what was sent may still be acked
-            log.warning("publishing stopped after %d of %d events: %r", sent, len(rows), exc)
-        if not sent:
+    async def _publish(self, rows: Sequence[Any]) -> list[int]:
+        """Publish ``rows`` in order without waiting in between; the seqs the broker acked."""
+        if not rows:
             return []
-        self._waiting -= len(rows) - sent  # never sent: no answer to wait for
-        if self._waiting > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._all_answered.wait(), self.ack_timeout_s)
-        acked = [row.seq for row, answer in zip(rows, answers, strict=True) if answer in _ACKED]
-        self.stats.duplicates += answers.count(_DUPLICATE)
-        failed = answers.count(_FAILED) + answers.count(_NO_STREAM)
-        if _NO_STREAM in answers:
+        subject = self._subject
+        messages = [
+            (subject(r.project_id, r.event_type), f"{r.project_id}:{r.event_id}", r.payload)
+            for r in rows
+        ]
+        try:
+            answers = await self.publisher.publish(messages, timeout_s=self.ack_timeout_s)
+        except (OSError, TimeoutError, NatsError) as exc:
+            log.warning("publishing %d events failed: %r", len(rows), exc)
+            return []
+        acked = [row.seq for row, answer in zip(rows, answers, strict=True) if answer in ACKED]
+        self.stats.duplicates += answers.count(DUPLICATE)
+        failed = answers.count(FAILED) + answers.count(NO_STREAM)
+        if NO_STREAM in answers:
             self._stream_ready = False  # the broker lost the stream: create it again
         if len(acked) < len(rows):
             log.warning(
@@ -240,26 +232,6 @@ class Relay:
                 f"{failed} refused" if failed else f"no ack within {self.ack_timeout_s:g}s",
             )
         return acked
-
-    async def _on_ack(self, msg: Msg) -> None:
-        """One ack (or refusal) of the current batch; those of a batch given up on are dropped."""
-        batch, _, index = msg.subject.rpartition(".")[2].partition("x")
-        answers = self._answers
-        if int(batch) != self._batch or answers[int(index)] is not _PENDING:
-            return
-        data = msg.data
-        if msg.headers and msg.headers.get("Status") == "503":
-            answer = _NO_STREAM  # no responders: no stream listens on the subject
-        elif b'"error"' in data:
-            answer = _FAILED
-            log.warning("JetStream refused a message: %s", data[:200])
-        else:
-            duplicate = b'"duplicate"' in data and _DUPLICATE_TRUE.search(data) is not None
-            answer = _DUPLICATE if duplicate else _STORED
-        answers[int(index)] = answer
-        self._waiting -= 1
-        if self._waiting <= 0:
-            self._all_answered.set()
 
     @staticmethod
     async def _mark(conn: AsyncConnection, seqs: list[int]) -> None:

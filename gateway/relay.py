@@ -1,6 +1,7 @@
 """``eventgw relay``: the outbox relay as a process. It connects to NATS (retrying until the broker
-answers; the client then reconnects by itself, forever), and runs ``gateway.delivery.Relay``
-until SIGTERM/SIGINT, or with ``--once`` until the outbox is drained, then prints a summary.
+answers; a connection lost later is made again by the next publish), and runs
+``gateway.delivery.Relay`` until SIGTERM/SIGINT, or with ``--once`` until the outbox is drained,
+then prints a summary.
 
 Run it next to the gateway (``eventgw serve --relay`` starts one under the supervisor) or on
 its own, as many as wanted on PostgreSQL (they share the outbox, see ``gateway.delivery``), one per
@@ -13,16 +14,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from typing import TextIO
 
 import orjson
-from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import migrate
 from gateway.config import ConfigError, Settings
 from gateway.delivery import Lag, Relay, outbox_lag
+from gateway.jetstream import NatsError, Publisher
 from gateway.storage.engine import create_engine
 
 __all__ = ["Lag", "Relay", "connect", "outbox_lag", "serve_relay"]
@@ -30,57 +32,30 @@ __all__ = ["Lag", "Relay", "connect", "outbox_lag", "serve_relay"]
 log = logging.getLogger(__name__)
 
 ONCE_CONNECT_TIMEOUT_SECONDS = 30.0
+RETRY_SECONDS = 0.5
 
 
 async def connect(
     url: str, *, stop: asyncio.Event, give_up_after: float | None = None
-) -> NATS | None:
+) -> Publisher | None:
     """Connect to NATS, retrying until it answers (None: ``stop`` was set first; TimeoutError:
-    ``give_up_after`` passed). The client then reconnects by itself, forever; publishes in the
-    meantime fail and are retried by the relay."""
-    client, last_error = NATS(), list[str]()
-
-    async def on_error(exc: Exception) -> None:
-        if not last_error or last_error[-1] != repr(exc):
-            log.warning("NATS %s: %r", url, exc)
-        last_error[:] = [repr(exc)]
-
-    async def on_disconnect() -> None:
-        if not client.is_closed:
-            log.warning("NATS %s: disconnected", url)
-
-    async def on_reconnect() -> None:
-        last_error.clear()
-        log.info("NATS %s: reconnected", url)
-
-    connecting = asyncio.ensure_future(
-        client.connect(
-            url,
-            name="eventgw-relay",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; annotated int
-            connect_timeout=2,
-            error_cb=on_error,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
-        )
-    )
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait(
-            {connecting, stopping}, timeout=give_up_after, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        stopping.cancel()
-    if connecting in done:
-        connecting.result()
-        return client
-    connecting.cancel()
-    with contextlib.suppress(BaseException):
-        await connecting
-    if stop.is_set():
-        return None
-    raise TimeoutError(f"no NATS server answered at {url} within {give_up_after:g}s")
+    ``give_up_after`` passed). A connection lost later is made again by the next publish; the
+    relay retries what failed meanwhile."""
+    publisher, last_error = Publisher(url), ""
+    deadline = None if give_up_after is None else time.monotonic() + give_up_after
+    while not stop.is_set():
+        try:
+            await publisher.connect()
+            return publisher
+        except (OSError, TimeoutError, NatsError) as exc:
+            if repr(exc) != last_error:
+                log.warning("NATS %s: %r", url, exc)
+            last_error = repr(exc)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"no NATS server answered at {url} within {give_up_after:g}s")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RETRY_SECONDS)
+    return None
 
 
 def _metrics(settings: Settings) -> Callable[[int, Lag], None] | None:
@@ -138,7 +113,7 @@ async def serve_relay(
                 " run `eventgw db upgrade` first"
             )
         try:
-            nc = await connect(
+            publisher = await connect(
                 settings.nats_url,
                 stop=stop,
                 give_up_after=ONCE_CONNECT_TIMEOUT_SECONDS if once else None,
@@ -147,12 +122,12 @@ async def serve_relay(
             log.error("%s", exc)
             await _summary(engine, None, out)
             return 1
-        if nc is None:
+        if publisher is None:
             return 0
         try:
             relay = Relay(
                 engine,
-                nc,
+                publisher,
                 stream=settings.nats_stream,
                 subject_prefix=settings.nats_subject_prefix,
                 batch_size=settings.relay_batch_size,
@@ -172,7 +147,7 @@ async def serve_relay(
             await _summary(engine, relay, out)
             return code
         finally:
-            await nc.close()
+            await publisher.close()
     finally:
         await engine.dispose()
         if handle_signals and not once:

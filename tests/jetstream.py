@@ -5,11 +5,15 @@ the outbox and read a stream back."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import nats
 import pytest
@@ -21,6 +25,7 @@ from gateway.config import Settings
 from gateway.pb.event_pb2 import Event
 from gateway.storage.engine import create_engine, now_us
 from gateway.storage.events import EventRow, EventStore
+from tests.harness import free_port
 
 TYPES = ("track", "page_view", "custom")
 PROJECTS = (str(uuid.uuid4()), str(uuid.uuid4()))
@@ -121,3 +126,32 @@ async def seed(database_url: str, rows: list[EventRow]) -> None:
                 await store.insert(conn, rows[start : start + 5000])
     finally:
         await engine.dispose()
+
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+class Broker:
+    """A NATS server of this test's own (free port, JetStream storage in a temporary directory),
+    so it can be stopped and restarted without disturbing anyone else's."""
+
+    def __init__(self, store: Path, *extra: str) -> None:
+        self.port, self.store, self.extra = free_port(), store, extra
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *(NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)),
+            *self.extra,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            await self.proc.wait()

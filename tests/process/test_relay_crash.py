@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -17,11 +16,12 @@ import pytest
 
 from gateway.config import Settings
 from gateway.delivery import Relay, outbox_lag
+from gateway.jetstream import Publisher
 from gateway.relay import connect
 from gateway.storage.engine import create_engine
 from tests.gateway.relay.test_relay import delivered, delivered_count
-from tests.harness import ROOT, eventually, free_port
-from tests.jetstream import Stream, event_rows, nats_url, seed
+from tests.harness import ROOT, eventually
+from tests.jetstream import NATS_SERVER, Broker, Stream, event_rows, nats_url, seed
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ async def test_two_relays_at_once_never_publish_a_row_twice(
     n = 6_000
     await seed(postgres_url, event_rows(n))
     engines = [create_engine(Settings(database_url=postgres_url)) for _ in range(2)]
-    clients = [await nats.connect(nats_url()) for _ in range(2)]
+    clients = [Publisher(nats_url()) for _ in range(2)]
     relays = [
         Relay(
             e,
@@ -99,34 +99,6 @@ async def test_two_relays_at_once_never_publish_a_row_twice(
     assert [r.stats.duplicates for r in relays] == [0, 0]
     assert all(r.stats.delivered > 0 for r in relays)
     await assert_one_message_per_event(stream, n)
-
-
-NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
-
-
-class Broker:
-    """A NATS server of this test's own (free port, JetStream storage in a temporary directory),
-    so it can be stopped and restarted without disturbing anyone else's."""
-
-    def __init__(self, store: Path) -> None:
-        self.port, self.store = free_port(), store
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *(NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            await self.proc.wait()
 
 
 @pytest.mark.postgres

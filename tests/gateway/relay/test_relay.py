@@ -15,12 +15,13 @@ from sqlalchemy import func, select, update
 
 from gateway.config import Settings
 from gateway.delivery import Relay, outbox_lag, subject_token
+from gateway.jetstream import Publisher
 from gateway.pb.event_pb2 import Event
 from gateway.relay import serve_relay
 from gateway.storage.engine import create_engine, now_us
 from gateway.storage.schema import events
 from tests.harness import eventually
-from tests.jetstream import Stream, event_rows, seed
+from tests.jetstream import Stream, event_rows, nats_url, seed
 
 pytestmark = pytest.mark.nats
 
@@ -69,12 +70,14 @@ async def test_restart_resumes_where_it_stopped(database_url: str, stream: Strea
     await seed(database_url, event_rows(300))
     engine = create_engine(Settings(database_url=database_url))
     try:
+        publisher = Publisher(nats_url())
         relay = Relay(
-            engine, stream.nc, stream=stream.name, subject_prefix=stream.prefix, batch_size=100
+            engine, publisher, stream=stream.name, subject_prefix=stream.prefix, batch_size=100
         )
         assert await relay.step() == 100  # then "stops"
         assert (await outbox_lag(engine)).pending == 200
     finally:
+        await publisher.close()
         await engine.dispose()
     await seed(database_url, event_rows(50, start=300))
     summary = await once(stream, database_url)
