@@ -27,7 +27,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from gateway.jetstream import (
     FAILED,
     NO_STREAM,
     STREAM_NOT_FOUND,
+    Batch,
     NatsError,
     Publisher,
 )
@@ -53,6 +54,7 @@ ACK_TIMEOUT_SECONDS = 5.0
 # How long the broker remembers a Nats-Msg-Id (the stream's setting when the relay creates it).
 DUPLICATE_WINDOW_SECONDS = 120.0
 ONCE_MAX_FAILURES = 5
+PIPELINE_DEPTH = 3  # batches in flight at once: claimed and sent while earlier ones await acks
 PROGRESS_SECONDS = 2.0
 REPORT_SECONDS = 30.0
 _NOT_IN_TOKEN = re.compile(r"[\s.*>]")  # a NATS subject token holds none of these
@@ -119,6 +121,7 @@ class Relay:
         subject_prefix: str,
         batch_size: int = 1000,
         ack_timeout_s: float = ACK_TIMEOUT_SECONDS,
+        depth: int = PIPELINE_DEPTH,
     ) -> None:
         self.engine = engine
         self.publisher = publisher
@@ -140,7 +143,14 @@ class Relay:
             .order_by(events.c.seq)
             .limit(batch_size)
         )
-        self._claim = claim.with_for_update(skip_locked=True) if self._locking else claim
+        if self._locking:
+            self._claim = claim.with_for_update(skip_locked=True)
+        else:  # past the rows in flight: the batches claimed but not yet marked
+            self._claim = claim.where(events.c.seq > bindparam("after"))
+        self.depth = depth
+        self._after = 0
+        self._in_flight = 0
+        self._sending = asyncio.Lock()
         self._stream_ready = False
         self._subjects: dict[tuple[str, str], str] = {}
 
@@ -169,25 +179,47 @@ class Relay:
 
     async def step(self) -> int:
         """Claim, publish and mark one batch; the number of rows claimed (0: none undelivered,
-        or all claimed by other relays). Raises ``PublishFailed`` after marking what was acked."""
+        or all claimed by other relays). Raises ``PublishFailed`` after marking what was acked.
+
+        Up to ``depth`` steps run at once (``run``, ``drain``): each claims and sends its batch
+        under one lock, so batches enter the stream in claim order, then awaits its acks and
+        marks its rows while the next batch is claimed and sent."""
         if not self._stream_ready:
-            await self.ensure_stream()
+            async with self._sending:
+                if not self._stream_ready:
+                    await self.ensure_stream()
         if self._locking:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(self._claim)).all()
-                acked = await self._publish(rows)
+                async with self._sending:
+                    rows = (await conn.execute(self._claim)).all()
+                    batch = await self._send(rows)
+                acked = await self._confirm(rows, batch)
                 if acked:
                     await conn.execute(_MARK_ANY, {"seqs": acked, "t": now_us()})
         else:
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(self._claim)).all()
-            acked = await self._publish(rows)
-            async with self.engine.begin() as conn:
-                if acked and len(acked) == len(rows):
-                    bounds = {"lo": acked[0], "hi": acked[-1], "t": now_us()}
-                    await conn.execute(_MARK_RANGE, bounds)
-                else:
-                    await self._mark(conn, acked)
+            async with self._sending:
+                async with self.engine.connect() as conn:
+                    rows = (await conn.execute(self._claim, {"after": self._after})).all()
+                if rows:
+                    self._after = rows[-1].seq
+                elif not self._in_flight:
+                    self._after = 0  # caught up: the next claim looks at the whole outbox again
+                batch = await self._send(rows)
+                self._in_flight += 1
+            try:  # in flight until marked: a claim meanwhile must not take these rows again
+                acked = await self._confirm(rows, batch)
+                if len(acked) < len(rows):  # claimed again next (with what is in flight past them)
+                    done = set(acked)
+                    first = next(row.seq for row in rows if row.seq not in done)
+                    self._after = min(self._after, first - 1)
+                async with self.engine.begin() as conn:
+                    if acked and len(acked) == len(rows):
+                        bounds = {"lo": acked[0], "hi": acked[-1], "t": now_us()}
+                        await conn.execute(_MARK_RANGE, bounds)
+                    else:
+                        await self._mark(conn, acked)
+            finally:
+                self._in_flight -= 1
         self.stats.delivered += len(acked)
         if len(acked) < len(rows):
             self.stats.unacked += len(rows) - len(acked)
@@ -205,20 +237,27 @@ class Relay:
             self._subjects[(project_id, event_type)] = subject
         return subject
 
-    async def _publish(self, rows: Sequence[Any]) -> list[int]:
-        """Publish ``rows`` in order without waiting in between; the seqs the broker acked."""
+    async def _send(self, rows: Sequence[Any]) -> Batch | None:
+        """Write ``rows`` to the broker in order (None: nothing to send, or no connection)."""
         if not rows:
-            return []
+            return None
         subject = self._subject
         messages = [
             (subject(r.project_id, r.event_type), f"{r.project_id}:{r.event_id}", r.payload)
             for r in rows
         ]
         try:
-            answers = await self.publisher.publish(messages, timeout_s=self.ack_timeout_s)
+            await self.publisher.connect()
+            return self.publisher.send(messages)
         except (OSError, TimeoutError, NatsError) as exc:
             log.warning("publishing %d events failed: %r", len(rows), exc)
+            return None
+
+    async def _confirm(self, rows: Sequence[Any], batch: Batch | None) -> list[int]:
+        """The seqs of ``rows`` the broker acked."""
+        if batch is None:
             return []
+        answers = await self.publisher.confirm(batch, timeout_s=self.ack_timeout_s)
         acked = [row.seq for row, answer in zip(rows, answers, strict=True) if answer in ACKED]
         self.stats.duplicates += answers.count(DUPLICATE)
         failed = answers.count(FAILED) + answers.count(NO_STREAM)
@@ -242,6 +281,9 @@ class Relay:
     async def drain(self, *, max_failures: int = ONCE_MAX_FAILURES) -> None:
         """Deliver until nothing is claimable; give up after ``max_failures`` failed steps in a
         row (re-raising the last error)."""
+        await _together(self._drain(max_failures) for _ in range(self.depth))
+
+    async def _drain(self, max_failures: int) -> None:
         failures = 0
         while True:
             try:
@@ -262,17 +304,32 @@ class Relay:
         poll_s: float,
         on_progress: Callable[[int, Lag], None] | None = None,
     ) -> None:
-        """Deliver until ``stop`` is set (the current batch is finished first). Every
+        """Deliver until ``stop`` is set (the batches in flight are finished first). Every
         ``PROGRESS_SECONDS`` ``on_progress`` gets the events delivered since its last call and the
         outbox's lag (metrics); every ``REPORT_SECONDS`` the same is logged."""
+        await _together(
+            self._run(stop, poll_s=poll_s, on_progress=on_progress, lead=i == 0)
+            for i in range(self.depth)
+        )
+
+    async def _run(
+        self,
+        stop: asyncio.Event,
+        *,
+        poll_s: float,
+        on_progress: Callable[[int, Lag], None] | None,
+        lead: bool,
+    ) -> None:
+        """One of the ``depth`` loops of ``run``; the ``lead`` one reports."""
         backoff, checked, logged, reported = 0.0, time.monotonic(), time.monotonic(), 0
         while not stop.is_set():
             try:
                 claimed = await self.step()
                 backoff = 0.0
                 now = time.monotonic()
-                report = now - logged >= REPORT_SECONDS
-                if report or (on_progress is not None and now - checked >= PROGRESS_SECONDS):
+                report = lead and now - logged >= REPORT_SECONDS
+                progress = lead and on_progress is not None and now - checked >= PROGRESS_SECONDS
+                if report or progress:
                     checked, lag = now, await outbox_lag(self.engine)
                     if on_progress is not None:
                         on_progress(self.stats.delivered - reported, lag)
@@ -293,6 +350,18 @@ class Relay:
                 continue
             if claimed < self.batch_size:
                 await _sleep(stop, poll_s)
+
+
+async def _together(loops: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``loops`` at once until all return; the first error cancels the others and is
+    raised."""
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -41,6 +41,18 @@ class NatsError(Exception):
     """The broker refused the connection or a request, or did not answer in time."""
 
 
+class Batch:
+    """The answers to one batch of messages, as its acks arrive."""
+
+    __slots__ = ("answers", "done", "number", "waiting")
+
+    def __init__(self, number: int, size: int) -> None:
+        self.number = number
+        self.answers = [PENDING] * size
+        self.waiting = size
+        self.done = asyncio.Event()
+
+
 class _Request:
     def __init__(self) -> None:
         self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -79,13 +91,12 @@ class Publisher:
         self._inbox = b""
         self._pong: asyncio.Future[None] | None = None
         self._batch = 0
-        self._answers: list[str] = []
-        self._waiting = 0
-        self._all_answered = asyncio.Event()
+        self._batches: dict[int, Batch] = {}
         self._requests: dict[bytes, _Request] = {}
         self._next_request = 0
         self._lost: asyncio.Event = asyncio.Event()
         self.connections = 0  # how many times it connected (1 + reconnections)
+        self._connecting = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -97,6 +108,11 @@ class Publisher:
         """Connect unless connected (``NatsError``/``OSError`` when the broker does not answer)."""
         if self.connected:
             return
+        async with self._connecting:  # one connection, however many callers wait for it
+            if not self.connected:
+                await self._open()
+
+    async def _open(self) -> None:
         await self._close_transport()
         async with asyncio.timeout(self.connect_timeout_s):
             reader, writer = await asyncio.open_connection(self.host, self.port, limit=_READ_SIZE)
@@ -173,12 +189,17 @@ class Publisher:
         ``timeout_s`` for their acks: one answer per message (``STORED``, ``DUPLICATE``,
         ``FAILED``: refused, ``NO_STREAM``: no stream listens, ``PENDING``: no answer)."""
         await self.connect()
+        return await self.confirm(self.send(messages), timeout_s=timeout_s)
+
+    def send(self, messages: Sequence[tuple[str, str, bytes]]) -> Batch:
+        """Write ``messages`` in order without waiting (after ``connect``); ``confirm`` awaits
+        their acks. Several batches may be in flight at once."""
         writer = self._writer
-        assert writer is not None
+        if writer is None or self._lost.is_set():
+            raise ConnectionError("not connected to NATS")
         self._batch += 1
-        self._answers = answers = [PENDING] * len(messages)
-        self._waiting = len(messages)
-        self._all_answered.clear()
+        batch = self._batches[self._batch] = Batch(self._batch, len(messages))
+        answers = batch.answers
         reply = b"%s.%dx" % (self._inbox, self._batch)
         limit, frames = self.max_payload, []
         for index, (subject, msg_id, payload) in enumerate(messages):
@@ -187,38 +208,51 @@ class Publisher:
             if size > limit:
                 log.error("event %s is %d bytes, over the broker's max_payload", msg_id, size)
                 answers[index] = FAILED
-                self._waiting -= 1
+                batch.waiting -= 1
                 continue
             frames.append(
                 b"HPUB %s %s%d %d %d\r\n%s%s\r\n"
                 % (subject.encode(), reply, index, len(header), size, header, payload)
             )
-        if self._waiting > 0:
-            lost = self._lost
-            try:
-                writer.write(b"".join(frames))
-                await writer.drain()
-            except ConnectionError as exc:
-                log.warning("NATS %s: publishing failed: %r", self.host, exc)
-                lost.set()
-                return answers
-            waiting = asyncio.ensure_future(self._all_answered.wait())
-            losing = asyncio.ensure_future(lost.wait())
-            try:
-                await asyncio.wait(
-                    {waiting, losing}, timeout=timeout_s, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                waiting.cancel()
-                losing.cancel()
-        return answers
+        if batch.waiting > 0:
+            writer.write(b"".join(frames))
+        else:
+            batch.done.set()
+        return batch
+
+    async def confirm(self, batch: Batch, *, timeout_s: float) -> list[str]:
+        """The answers to ``batch`` once all came, the connection was lost, or ``timeout_s``
+        passed (``PENDING`` for those that did not come)."""
+        lost = self._lost
+        try:
+            if not batch.done.is_set():
+                writer = self._writer
+                try:
+                    if writer is not None:
+                        await writer.drain()
+                except ConnectionError as exc:
+                    log.warning("NATS %s: publishing failed: %r", self.host, exc)
+                    lost.set()
+                    return batch.answers
+                waiting = asyncio.ensure_future(batch.done.wait())
+                losing = asyncio.ensure_future(lost.wait())
+                try:
+                    await asyncio.wait(
+                        {waiting, losing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    waiting.cancel()
+                    losing.cancel()
+            return batch.answers
+        finally:
+            self._batches.pop(batch.number, None)
 
     def _on_ack(self, token: bytes, header: bytes | None, data: bytes) -> None:
-        batch, _, index = token.partition(b"x")
-        answers = self._answers
-        if int(batch) != self._batch:
+        number, _, index = token.partition(b"x")
+        batch = self._batches.get(int(number))
+        if batch is None:
             return  # a batch given up on
-        i = int(index)
+        answers, i = batch.answers, int(index)
         if answers[i] is not PENDING:
             return
         if header is not None and header[9:12] == b"503":
@@ -231,9 +265,9 @@ class Publisher:
         else:
             answer = STORED
         answers[i] = answer
-        self._waiting -= 1
-        if self._waiting <= 0:
-            self._all_answered.set()
+        batch.waiting -= 1
+        if batch.waiting <= 0:
+            batch.done.set()
 
     # -- requests (stream management) ----------------------------------------------------------
 

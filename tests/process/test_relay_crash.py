@@ -101,17 +101,16 @@ async def test_two_relays_at_once_never_publish_a_row_twice(
     await assert_one_message_per_event(stream, n)
 
 
-@pytest.mark.postgres
 @pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="needs the nats-server binary")
 async def test_broker_down_at_start_and_restarted_mid_stream(
-    postgres_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     """The relay starts before its broker does, then the broker restarts mid-stream (its stream
     kept on disk): every event ends up in the stream exactly once."""
     first, second = 4_000, 2_000
     broker, stop = Broker(tmp_path / "jetstream"), asyncio.Event()
-    engine = create_engine(Settings(database_url=postgres_url))
-    await seed(postgres_url, event_rows(first))
+    engine = create_engine(Settings(database_url=database_url))
+    await seed(database_url, event_rows(first))
 
     async def relay() -> Relay:
         nc = await connect(broker.url, stop=stop)  # retries until the broker listens
@@ -135,12 +134,12 @@ async def test_broker_down_at_start_and_restarted_mid_stream(
         await asyncio.sleep(0.5)  # the relay is retrying its connection meanwhile
         assert not task.done()
         await broker.start()
-        await eventually(functools.partial(delivered, postgres_url, first // 4))
+        await eventually(functools.partial(delivered, database_url, first // 4))
         await broker.stop()  # mid-stream
-        await seed(postgres_url, event_rows(second, start=first))
+        await seed(database_url, event_rows(second, start=first))
         await asyncio.sleep(0.5)  # publishes fail meanwhile: those rows stay undelivered
         await broker.start()
-        await eventually(functools.partial(delivered, postgres_url, first + second))
+        await eventually(functools.partial(delivered, database_url, first + second))
     finally:
         stop.set()
         stats = (await task).stats

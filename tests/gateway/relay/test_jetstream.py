@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.jetstream import DUPLICATE, FAILED, NO_STREAM, STORED, NatsError, Publisher
+from gateway.jetstream import (
+    DUPLICATE,
+    FAILED,
+    NO_STREAM,
+    STORED,
+    Batch,
+    NatsError,
+    Publisher,
+)
 from tests.harness import eventually
 from tests.jetstream import NATS_SERVER, Broker, Stream, nats_url
 from tests.tls import Authority
@@ -44,6 +52,23 @@ async def test_acks_duplicates_and_no_stream(stream: Stream) -> None:
     assert [m.data for m in messages] == [m[2] for m in batch]
 
 
+async def test_batches_in_flight_at_once_keep_their_order(stream: Stream) -> None:
+    publisher = Publisher(nats_url())
+    try:
+        await add_stream(publisher, stream.name, stream.prefix)
+        await publisher.connect()
+        batches = [
+            [(f"{stream.prefix}.p.t", f"b{b}-{i}", b"%d" % i) for i in range(100)] for b in range(3)
+        ]
+        sent = [publisher.send(batch) for batch in batches]
+        for batch in reversed(sent):  # awaited in any order
+            assert await publisher.confirm(batch, timeout_s=5) == [STORED] * 100
+    finally:
+        await publisher.close()
+    ids = [m.headers and m.headers["Nats-Msg-Id"] for m in await stream.read()]
+    assert ids == [message[1] for batch in batches for message in batch]
+
+
 def test_frames_split_anywhere_are_read_alike() -> None:
     """The broker's answers arrive in reads of any size: every split of the same bytes gives the
     same answers (MSG and HMSG frames, a PING between them)."""
@@ -68,8 +93,8 @@ def test_frames_split_anywhere_are_read_alike() -> None:
 
 def _answers_of(chunks: list[bytes]) -> tuple[list[str], int]:
     publisher = Publisher("nats://127.0.0.1:1")
-    publisher._inbox, publisher._batch = b"_INBOX.t", 1
-    publisher._answers, publisher._waiting = ["pending"] * 4, 4
+    batch = Batch(1, 4)
+    publisher._inbox, publisher._batches = b"_INBOX.t", {1: batch}
     writes: list[bytes] = []
 
     class Writer:
@@ -80,7 +105,8 @@ def _answers_of(chunks: list[bytes]) -> tuple[list[str], int]:
     for chunk in chunks:
         buf = publisher._parse(buf + chunk, b"_INBOX.t.", Writer())  # type: ignore[arg-type]
     assert buf == b""
-    return publisher._answers, writes.count(b"PONG\r\n")
+    assert batch.done.is_set()
+    return batch.answers, writes.count(b"PONG\r\n")
 
 
 @needs_server
