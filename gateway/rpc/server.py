@@ -156,9 +156,10 @@ def _options(settings: Settings) -> list[tuple[str, int]]:
         # Ping an idle client to find dead connections; close one that does not answer.
         ("grpc.keepalive_time_ms", ms(settings.grpc_keepalive_seconds)),
         ("grpc.keepalive_timeout_ms", ms(settings.grpc_keepalive_timeout_seconds)),
-        # Keepalive enforcement: a client pinging more often than this is sent GOAWAY.
+        # Keepalive enforcement: a client pinging more often than this is sent GOAWAY (the
+        # C core's GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS is named so).
         (
-            "grpc.http2.min_recv_ping_interval_without_data_ms",
+            "grpc.http2.min_ping_interval_without_data_ms",
             ms(settings.grpc_min_ping_interval_seconds),
         ),
         ("grpc.http2.max_ping_strikes", 2),

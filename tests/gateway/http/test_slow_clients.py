@@ -217,3 +217,27 @@ async def test_a_grpc_client_pinging_too_often_is_sent_away(sqlite_url: str) -> 
             return channel.get_state() != grpc.ChannelConnectivity.READY
 
         await eventually(sent_away, limit_s=30)
+
+
+async def test_a_grpc_client_pinging_within_the_configured_interval_is_kept(
+    sqlite_url: str,
+) -> None:
+    # The same pinger, allowed by the setting: the connection is never sent away.
+    settings = Settings(database_url=sqlite_url, grpc_min_ping_interval_seconds=0.05)
+    pinger = [
+        ("grpc.keepalive_time_ms", 100),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    async with (
+        started(settings) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target, options=pinger) as channel,
+    ):
+        stub = gateway_pb2_grpc.EventGatewayStub(channel)
+        auth = [("authorization", f"Bearer {gw.api_key}")]
+        await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)
+        states = []
+        for _ in range(30):  # ~3 s: some 30 pings, far more than the 2 strikes allowed
+            await asyncio.sleep(0.1)
+            states.append(channel.get_state())
+        assert set(states) == {grpc.ChannelConnectivity.READY}
