@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import grpc.aio
+import orjson
 
 from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event
@@ -72,7 +73,7 @@ async def main() -> None:
             "--nats-url",
             args.nats_url,
         ),
-        *("--http", "127.0.0.1:0", "--grpc", args.grpc),
+        *("--http", "127.0.0.1:0", "--grpc", args.grpc, "--ops", "127.0.0.1:0"),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -87,6 +88,7 @@ async def main() -> None:
             key = found.group(1)
     metadata = (("authorization", f"Bearer {key}"),)
     latencies: list[float] = []
+    samples: list[tuple[float, int, int, float]] = []  # (seconds, bytes, rows, p99 ms)
     try:
         async with grpc.aio.insecure_channel(args.grpc) as channel:
             await channel.channel_ready()
@@ -106,6 +108,7 @@ async def main() -> None:
                     report += args.every
                     size, rows = footprint(db)
                     p99 = statistics.quantiles(latencies, n=100)[98]
+                    samples.append((time.monotonic() - start, size, rows, p99))
                     print(
                         f"{time.monotonic() - start:6.0f}s  sent {sent:>9}  db {size / 1e6:8.1f} MB"
                         f"  rows {rows:>9}  p99 {p99:6.1f} ms",
@@ -115,6 +118,28 @@ async def main() -> None:
     finally:
         server.terminate()
         await server.wait()
+    summarize(samples, settle_s=max(120.0, 2 * args.retention))
+
+
+def summarize(samples: list[tuple[float, int, int, float]], *, settle_s: float) -> None:
+    """The size after the first retention windows (its range: flat when retention keeps up) and
+    the p99 of the intervals (median and range)."""
+    settled = [s for s in samples if s[0] >= settle_s] or samples
+    sizes, p99s = [s[1] / 1e6 for s in settled], [s[3] for s in samples]
+    print(
+        orjson.dumps(
+            {
+                "settled_after_s": settle_s,
+                "db_mb": {
+                    "first": sizes[0],
+                    "last": sizes[-1],
+                    "min": min(sizes),
+                    "max": max(sizes),
+                },
+                "p99_ms": {"median": statistics.median(p99s), "min": min(p99s), "max": max(p99s)},
+            }
+        ).decode()
+    )
 
 
 if __name__ == "__main__":
