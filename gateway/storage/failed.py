@@ -16,12 +16,12 @@ again, so a flood of bad items cannot fill the disk.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import RowMapping, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.retention import purge_older
@@ -128,8 +128,8 @@ class FailedEventStore:
         return await purge_older(self.engine, failed_events, older_than_us, chunk=chunk)
 
 
-def read(row: Mapping[str, Any]) -> FailedEvent:
-    """The ``FailedEvent`` of a ``failed_events`` row (as a mapping)."""
+def read(row: RowMapping) -> FailedEvent:
+    """The ``FailedEvent`` of a ``failed_events`` row."""
     return FailedEvent(
         seq=row["seq"],
         project_id=row["project_id"],
