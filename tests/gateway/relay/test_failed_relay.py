@@ -10,6 +10,7 @@ import asyncio
 import base64
 import functools
 import io
+import sys
 
 import aiohttp
 import grpc
@@ -28,7 +29,7 @@ from gateway.relay import serve_relay
 from gateway.storage.engine import create_engine
 from gateway.storage.failed import FailedEvent, FailedEventStore, failed
 from gateway.storage.schema import failed_events
-from tests.harness import Gateway, eventually, started
+from tests.harness import ROOT, Gateway, eventually, started
 from tests.jetstream import Stream
 
 pytestmark = pytest.mark.nats
@@ -112,8 +113,9 @@ async def test_with_the_setting_off_nothing_is_published(database_url: str, stre
 async def test_a_lost_mark_is_published_again_and_dropped_by_the_broker(
     database_url: str, stream: Stream
 ) -> None:
-    """Acked but not marked (a crash between the ack and the commit), then a relay restart: the
-    broker recognises ``failed:<seq>`` and the stream keeps one copy."""
+    """Acked but not marked (a crash between the ack and the commit), then a relay restart
+    (``eventgw relay --once --failed-events``): the broker recognises ``failed:<seq>`` and the
+    stream keeps one copy."""
     engine = create_engine(Settings(database_url=database_url))
     try:
         store = FailedEventStore(engine)
@@ -128,7 +130,15 @@ async def test_a_lost_mark_is_published_again_and_dropped_by_the_broker(
             await conn.execute(update(failed_events).values(published_at=None))
     finally:
         await engine.dispose()
-    summary = await once(stream, database_url, relay_failed_events=True)
+    restarted = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "gateway", "relay", "--once", "--failed-events"),
+        *stream.cli_args(database_url),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await restarted.communicate()
+    assert restarted.returncode == 0
+    summary = orjson.loads(out)
     assert summary["failed_published"] == 3
     messages = failed_messages(await stream.read(), stream)
     assert [orjson.loads(m.data)["message"] for m in messages] == ["bad 0", "bad 1", "bad 2"]
