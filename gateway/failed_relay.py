@@ -227,6 +227,8 @@ async def running(
         return
     on_published = None
     if settings.prometheus_multiproc_dir is not None:
+        # A Metrics of its own beside the outbox relay's: multi-process samples are kept per
+        # process and family, so both add to the same files.
         from gateway.metrics import Metrics
 
         metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
