@@ -109,6 +109,8 @@ class Settings:
     nats_subject_prefix: str = "eventgw.events"
     relay_batch_size: int = 1000
     relay_poll_seconds: float = 0.2
+    # The relay publishes the failed events too, each to ``<prefix>.failed.<project id>``.
+    relay_failed_events: bool = False
     log_level: str = "info"
     access_log: bool = True
     # "json": one JSON object per line (production); "text": readable lines (a terminal).

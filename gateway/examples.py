@@ -18,6 +18,7 @@ examples:
   eventgw serve --http 0.0.0.0:8080 --grpc 0.0.0.0:50051 --log-format text
   eventgw serve --config /etc/eventgw.toml --print-config
   EVENTGW_DATABASE_URL=postgresql://eventgw@db/eventgw eventgw serve --workers 4
+  eventgw serve --relay --relay-failed-events --nats-url nats://127.0.0.1:4222
 """,
     "db": """\
 examples:
@@ -58,6 +59,7 @@ examples:
 examples:
   eventgw relay --nats-url nats://127.0.0.1:4222
   eventgw relay --once --database-url postgresql://eventgw@db/eventgw --nats-url nats://nats:4222
+  eventgw relay --failed-events --nats-url nats://127.0.0.1:4222  # refused items too
 """,
     "send": """\
 Events go through the client (gateway.client): batched, retried with the same idempotency key,

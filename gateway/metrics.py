@@ -20,6 +20,7 @@ Families (labels in braces)::
     eventgw_relay_delivered_total                       events the relay marked delivered
     eventgw_relay_pending_events                        gauge: undelivered events in the outbox
     eventgw_relay_lag_seconds                           gauge: age of the oldest undelivered one
+    eventgw_relay_failed_published_total                failed events the relay published
 
 ``dialect`` is the adapter name (``databuddy``, ``ours``, ``appizer``, ``vibefollow``), ``grpc``,
 ``ops`` (``/metrics``, ``/healthz``, ``/readyz``) or ``none`` (a path no dialect owns);
@@ -168,6 +169,11 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.relay_failed_published = Counter(
+            "eventgw_relay_failed_published",
+            "Failed events the relay published to NATS (relay_failed_events).",
+            registry=registry,
+        )
 
     def observe_request(self, info: RequestInfo, seconds: float) -> None:
         """Record one finished request (HTTP or gRPC call): a handful of increments."""
@@ -228,6 +234,10 @@ class Metrics:
             self.relay_delivered.inc(delivered)
         self.relay_pending.set(pending)
         self.relay_lag.set(lag_seconds)
+
+    def observe_failed_published(self, published: int) -> None:
+        """For the relay publishing failed events: ``published`` rows newly marked published."""
+        self.relay_failed_published.inc(published)
 
     def render(self) -> bytes:
         """The Prometheus text exposition (``CONTENT_TYPE``): this process's families, or every

@@ -1,7 +1,9 @@
 """``eventgw relay``: the outbox relay as a process. It connects to NATS (retrying until the broker
 answers; a connection lost later is made again by the next publish), and runs
 ``gateway.delivery.Relay`` until SIGTERM/SIGINT, or with ``--once`` until the outbox is drained,
-then prints a summary.
+then prints a summary. With ``relay_failed_events`` it runs
+``gateway.failed_relay.FailedEventRelay`` beside it, on the same connection, which publishes the
+failed events to ``<prefix>.failed.<project id>``.
 
 Run it next to the gateway (``eventgw serve --relay`` starts one under the supervisor) or on
 its own, as many as wanted on PostgreSQL (they share the outbox, see ``gateway.delivery``), one per
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import migrate
 from gateway.config import ConfigError, Settings
 from gateway.delivery import Lag, Relay, outbox_lag
+from gateway.failed_relay import FailedEventRelay, failed_relay, running
 from gateway.jetstream import NatsError, Publisher
 from gateway.storage.engine import create_engine
 
@@ -73,15 +76,23 @@ def _metrics(settings: Settings) -> Callable[[int, Lag], None] | None:
     return observe
 
 
-async def _summary(engine: AsyncEngine, relay: Relay | None, out: TextIO | None) -> None:
-    """``--once``: what this run delivered, and what is left."""
+async def _summary(
+    engine: AsyncEngine,
+    relay: Relay | None,
+    out: TextIO | None,
+    failed: FailedEventRelay | None = None,
+) -> None:
+    """``--once``: what this run delivered, and what is left (and the failed events it
+    published, when it publishes them)."""
     lag = await outbox_lag(engine)
-    summary = {
+    summary: dict[str, float] = {
         "delivered": relay.stats.delivered if relay else 0,
         "duplicates": relay.stats.duplicates if relay else 0,
         "pending": lag.pending,
         "lag_seconds": round(lag.lag_seconds, 3),
     }
+    if failed is not None:
+        summary["failed_published"] = failed.stats.published
     if out is not None:
         out.write(orjson.dumps(summary).decode() + "\n")
         out.flush()
@@ -96,7 +107,8 @@ async def serve_relay(
     handle_signals: bool = True,
 ) -> int:
     """``eventgw relay``: deliver until SIGTERM/SIGINT (or ``stop``); with ``once``, drain the
-    outbox, then write ``{"delivered", "duplicates", "pending", "lag_seconds"}`` as JSON."""
+    outbox, then write ``{"delivered", "duplicates", "pending", "lag_seconds"}`` as JSON (with
+    ``relay_failed_events``: the failed events too, and ``"failed_published"``)."""
     if not settings.nats_url:
         raise ConfigError("the relay needs a NATS URL: --nats-url or EVENTGW_NATS_URL")
     stop = stop or asyncio.Event()
@@ -132,19 +144,23 @@ async def serve_relay(
                 subject_prefix=settings.nats_subject_prefix,
                 batch_size=settings.relay_batch_size,
             )
+            failed = failed_relay(settings, engine, publisher, ensure_stream=relay.ensure_stream)
             if not once:
                 log.info("relaying the outbox to %s (%s)", settings.nats_url, settings.nats_stream)
-                await relay.run(
-                    stop, poll_s=settings.relay_poll_seconds, on_progress=_metrics(settings)
-                )
+                async with running(failed, stop, settings):
+                    await relay.run(
+                        stop, poll_s=settings.relay_poll_seconds, on_progress=_metrics(settings)
+                    )
                 return 0
             code = 0
             try:
                 await relay.drain()
+                if failed is not None:
+                    await failed.drain()
             except Exception as exc:
                 log.error("relay gave up: %r", exc)
                 code = 1
-            await _summary(engine, relay, out)
+            await _summary(engine, relay, out, failed)
             return code
         finally:
             await publisher.close()

@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--relay", action="store_true", help="also run the outbox relay (needs a NATS URL)"
     )
     serve.add_argument("--nats-url", help="for --relay (default: $EVENTGW_NATS_URL)")
+    serve.add_argument(
+        "--relay-failed-events",
+        action="store_true",
+        default=None,
+        help="with --relay: publish the failed events too, to <prefix>.failed.<project id>"
+        " (default: $EVENTGW_RELAY_FAILED_EVENTS, else off)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="schema migrations: upgrade, downgrade, current, history")
@@ -197,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--batch-size", type=int, help="events claimed per batch (default 1000)")
     relay.add_argument("--stream", help="JetStream stream (default EVENTGW_EVENTS)")
     relay.add_argument("--subject-prefix", help="subject prefix (default eventgw.events)")
+    relay.add_argument(
+        "--failed-events",
+        action="store_true",
+        default=None,
+        help="publish the failed events too, to <prefix>.failed.<project id>"
+        " (default: $EVENTGW_RELAY_FAILED_EVENTS, else off)",
+    )
     relay.set_defaults(func=cmd_relay)
 
     bench = sub.add_parser(

@@ -8,7 +8,6 @@ with ``--json``; a missing project or key is exit code 1."""
 from __future__ import annotations
 
 import argparse
-import base64
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from gateway.cli.common import iso, load_settings, run, with_stores
 from gateway.config import Settings
 from gateway.retention import purge_once
 from gateway.storage.engine import now_us
+from gateway.storage.failed import document
 
 # --- db ----------------------------------------------------------------------------------------
 
@@ -156,31 +156,19 @@ def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _failed(args: argparse.Namespace, env: Mapping[str, str], since_us: int | None) -> int:
     """``events failed``: one line per refused item, oldest first; ``--json``: JSON lines, the
-    item's bytes as ``raw`` (UTF-8 text) or ``raw_base64`` (anything else, e.g. Protobuf)."""
+    item's bytes as ``raw`` (UTF-8 text) or ``raw_base64`` (anything else, e.g. Protobuf): each
+    line is ``gateway.storage.failed.document``, what the relay publishes too."""
 
     async def action(failed: Any, **_: Any) -> int:
         for item in await failed.list(args.project, since_us=since_us, limit=args.limit):
-            try:
-                raw: dict[str, str] = {"raw": item.raw.decode()}
-            except UnicodeDecodeError:
-                raw = {"raw_base64": base64.b64encode(item.raw).decode()}
+            line = document(item)
             if args.json:
-                line = {
-                    "received_at": iso(item.received_at),
-                    "dialect": item.dialect,
-                    "endpoint": item.endpoint,
-                    "code": item.code,
-                    "message": item.message,
-                    "field": item.field,
-                    **raw,
-                    "raw_size": item.raw_size,
-                }
                 print(orjson.dumps(line).decode())
             else:
                 where = f" [{item.field}]" if item.field else ""
-                shown = raw.get("raw", f"<{item.raw_size} bytes>")
+                shown = line.get("raw", f"<{item.raw_size} bytes>")
                 print(
-                    f"{iso(item.received_at)} {item.dialect} {item.endpoint} {item.code}{where}:"
+                    f"{line['received_at']} {item.dialect} {item.endpoint} {item.code}{where}:"
                     f" {item.message}  {shown[:200]}"
                 )
         return 0

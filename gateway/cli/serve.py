@@ -82,12 +82,15 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         flags[name] = getattr(args, name)
     flags["workers"] = args.workers
     flags["nats_url"] = args.nats_url
+    flags["relay_failed_events"] = args.relay_failed_events
     settings = load_settings(args, env, **flags)
     if args.print_config:
         sys.stdout.write(format_toml(settings.describe()))
         return 0
     if args.relay and not settings.nats_url:
         raise ConfigError("serve --relay needs a NATS URL: --nats-url or EVENTGW_NATS_URL")
+    if args.relay_failed_events and not args.relay:
+        raise ConfigError("serve --relay-failed-events publishes through the relay: add --relay")
     logs.configure(settings.log_level, settings.log_format)
     from gateway.tls import Certificates
 

@@ -23,6 +23,7 @@ def cmd_relay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         nats_stream=args.stream,
         nats_subject_prefix=args.subject_prefix,
         relay_batch_size=args.batch_size,
+        relay_failed_events=args.failed_events,
     )
     logs.configure(settings.log_level, settings.log_format)
     return run(serve_relay(settings, once=args.once, out=sys.stdout))

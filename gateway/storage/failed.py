@@ -7,14 +7,21 @@ bytes are cut to ``MAX_RAW_BYTES`` (its whole size is kept). A project holds at 
 ``cap_per_project`` rows (concurrent writers may overshoot it by a batch): once there, its new
 refusals are counted as dropped, not stored, until retention (``purge``, in chunks) makes room
 again, so a flood of bad items cannot fill the disk.
+
+``document`` is what one refused item reads as in JSON, wherever it is shown: the lines of
+``eventgw events failed --json`` and the messages the relay publishes (``gateway.failed_relay``).
+``published_at`` (migration 0004) is the relay's: NULL until the broker acknowledged the item.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import RowMapping, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.retention import purge_older
@@ -113,26 +120,49 @@ class FailedEventStore:
             query = query.limit(limit)
         async with self.engine.connect() as conn:
             found = (await conn.execute(query)).mappings().all()
-        return [
-            FailedEvent(
-                seq=row["seq"],
-                project_id=row["project_id"],
-                dialect=row["dialect"],
-                endpoint=row["endpoint"],
-                received_at=row["received_at"],
-                code=row["code"],
-                message=row["message"],
-                field=row["field"],
-                raw=bytes(row["raw"]),
-                raw_size=row["raw_size"],
-            )
-            for row in found
-        ]
+        return [read(row) for row in found]
 
     async def purge(self, older_than_us: int, *, chunk: int = PURGE_CHUNK) -> int:
         """Delete the items received before ``older_than_us``, ``chunk`` rows per transaction
         (a short one each: never a long hold on SQLite's one writer); how many went."""
         return await purge_older(self.engine, failed_events, older_than_us, chunk=chunk)
+
+
+def read(row: RowMapping) -> FailedEvent:
+    """The ``FailedEvent`` of a ``failed_events`` row."""
+    return FailedEvent(
+        seq=row["seq"],
+        project_id=row["project_id"],
+        dialect=row["dialect"],
+        endpoint=row["endpoint"],
+        received_at=row["received_at"],
+        code=row["code"],
+        message=row["message"],
+        field=row["field"],
+        raw=bytes(row["raw"]),
+        raw_size=row["raw_size"],
+    )
+
+
+def document(item: FailedEvent) -> dict[str, Any]:
+    """``item`` as a JSON object: the receive time in ISO 8601, the bytes as ``raw`` when they
+    are UTF-8 text (a JSON item as sent), else as ``raw_base64`` (Protobuf, binary, or text cut
+    inside a character at ``MAX_RAW_BYTES``)."""
+    try:
+        raw = {"raw": item.raw.decode()}
+    except UnicodeDecodeError:
+        raw = {"raw_base64": base64.b64encode(item.raw).decode()}
+    return {
+        "project_id": item.project_id,
+        "received_at": datetime.fromtimestamp(item.received_at / 1e6, tz=UTC).isoformat(),
+        "dialect": item.dialect,
+        "endpoint": item.endpoint,
+        "code": item.code,
+        "message": item.message,
+        "field": item.field,
+        **raw,
+        "raw_size": item.raw_size,
+    }
 
 
 def _row(item: FailedEvent) -> dict[str, object]:

@@ -95,7 +95,15 @@ failed_events = Table(
     Column("field", String(255), nullable=True),  # the offending field, when one is named
     Column("raw", LargeBinary, nullable=False),  # the item as sent, its first 64 KiB
     Column("raw_size", Integer, nullable=False),  # the item's whole size in bytes
+    # Set by the relay after the broker's ack, when it publishes failed events (migration 0004).
+    Column("published_at", BigInteger, nullable=True),
     Index("ix_failed_events_project_id_received_at", "project_id", "received_at"),
+    Index(
+        "ix_failed_events_unpublished",
+        "seq",
+        sqlite_where=Column("published_at").is_(None),
+        postgresql_where=Column("published_at").is_(None),
+    ),
 )
 
 idempotency_keys = Table(

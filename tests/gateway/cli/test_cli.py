@@ -97,6 +97,19 @@ def test_invalid_configuration_is_refused_with_a_clear_message(
     assert "workers: must be at least 1 (from EVENTGW_WORKERS)" in capsys.readouterr().err
 
 
+def test_publishing_failed_events_is_off_unless_a_flag_or_the_environment_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert "relay_failed_events = false\n" in run(["serve", "--print-config"], {}, capsys)[1]
+    argv = ["serve", "--print-config", "--relay", "--relay-failed-events"]
+    assert "relay_failed_events = true\n" in run(argv, {}, capsys)[1]
+    env = {"EVENTGW_RELAY_FAILED_EVENTS": "yes"}
+    assert "relay_failed_events = true\n" in run(["serve", "--print-config"], env, capsys)[1]
+    argv = ["serve", "--relay-failed-events", "--nats-url", "nats://127.0.0.1:4222"]
+    assert cli.main(argv, env={}) == 2
+    assert "add --relay" in capsys.readouterr().err
+
+
 def test_serve_refuses_a_database_behind_head_naming_the_fix(
     env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

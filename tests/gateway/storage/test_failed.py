@@ -1,14 +1,16 @@
 """Refused events are kept with their reason and bytes, each project up to its cap, and
-retention removes the old ones in chunks (both backends)."""
+retention removes the old ones in chunks, published to NATS or not (both backends)."""
 
 from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.engine import now_us
 from gateway.storage.failed import MAX_RAW_BYTES, FailedEvent, FailedEventStore, failed
+from gateway.storage.schema import failed_events
 
 
 def refusal(project_id: str, n: int, *, at: int | None = None, raw: bytes = b"") -> FailedEvent:
@@ -66,6 +68,20 @@ async def test_retention_removes_only_the_old_in_chunks(engine: AsyncEngine) -> 
         f"name is required ({n})" for n in range(7, 10)
     ]
     assert await store.purge(now - 1_000_000) == 0
+
+
+async def test_retention_does_not_wait_for_publishing(engine: AsyncEngine) -> None:
+    """Failed events are diagnostics: an old row goes whether the relay published it or not."""
+    store, project = FailedEventStore(engine), str(uuid.uuid4())
+    now = now_us()
+    await store.record([refusal(project, n, at=now - 10_000_000 + n) for n in range(2)])
+    async with engine.begin() as conn:
+        first = select(func.min(failed_events.c.seq)).scalar_subquery()
+        await conn.execute(
+            update(failed_events).where(failed_events.c.seq == first).values(published_at=now)
+        )
+    assert await store.purge(now - 1_000_000) == 2
+    assert await store.list(project) == []
 
 
 async def test_since_and_limit_page_through_a_projects_refusals(engine: AsyncEngine) -> None:
