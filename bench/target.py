@@ -4,7 +4,7 @@
 afterwards); :func:`provision` migrates it and creates a project with a key;
 :class:`GatewayUnderTest` runs the gateway as a child process on free ports and reads what the
 report needs from outside it: its peak RSS (sampled), CPU time (psutil) and group-commit
-counters (its ``/metrics``).
+counters (the operations listener's ``/metrics``).
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class GatewayUnderTest:
     def __init__(self, database_url: str, workdir: Path, env: dict[str, str]) -> None:
         self.database_url = database_url
         self.http_port, self.grpc_port = _free_port(), _free_port()
+        self.ops_port = _free_port()  # /metrics is served there
         self.log_path = workdir / "gateway.log"
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,7 +115,7 @@ class GatewayUnderTest:
                     *("--database-url", self.database_url),
                     *("--http", f"127.0.0.1:{self.http_port}"),
                     *("--grpc", f"127.0.0.1:{self.grpc_port}"),
-                    *("--ops", "127.0.0.1:0"),
+                    *("--ops", f"127.0.0.1:{self.ops_port}"),
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -158,7 +159,7 @@ class GatewayUnderTest:
     def commit_totals(self) -> CommitTotals:
         """The gateway's group-commit counters (``/metrics``); all zero when it has none."""
         try:
-            url = f"http://127.0.0.1:{self.http_port}/metrics"
+            url = f"http://127.0.0.1:{self.ops_port}/metrics"
             with urllib.request.urlopen(url, timeout=10) as response:
                 text = response.read().decode()
         except OSError:
