@@ -10,110 +10,23 @@ the JSON.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import multiprocessing.queues
 import os
-import queue
 import shutil
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bench.client import client_worker
-from bench.load import Target, load_worker
+from bench.load import Target
+from bench.options import OPTIONAL_SCENARIOS, SCENARIOS, BenchOptions
 from bench.raw import outbox_ddl, raw_postgres, raw_sqlite
 from bench.report import Figure, Report, figure, targets
+from bench.scenario import run_scenario
 from bench.series import Series, summarize
 from bench.table import render_series, render_table
 from bench.target import GatewayUnderTest, bench_database, provision
-from bench.window import Gate, Tally, Window
 
-SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")  # the default run
-OPTIONAL_SCENARIOS = ("grpc-client",)  # the client for internal services: when named
-# Requests in flight per load-generator process (streams for grpc-stream, each with
-# STREAM_WINDOW batches in flight). A closed loop driven harder than the gateway's throughput
-# gains only queueing; SubmitBatch still gains up to 10 in flight, because each group commit then
-# carries more events per fsync (~1,700 rather than ~1,250 at 6), with p99 still under 100 ms.
-CONCURRENCY = {
-    "grpc-batch": 5,
-    "grpc-stream": 2,
-    "databuddy-batch": 8,
-    "track": 24,
-    "grpc-client": 5,  # batches in flight per client, as grpc-batch
-}
-# How long past the window a load process may take to report (in-flight requests finish).
-WORKER_GRACE_SECONDS = 60.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchOptions:
-    seconds: float = 5.0
-    warmup_s: float = 1.0  # load before each measured window, not counted
-    database_url: str | None = None
-    scenarios: tuple[str, ...] = SCENARIOS
-    clients: int = 2  # load-generator processes per scenario
-    concurrency: int | None = None  # per process; default: CONCURRENCY
-    sqlite_synchronous: str = "FULL"
-
-
-def run_scenario(
-    scenario: str, target: Target, options: BenchOptions, gateway: GatewayUnderTest
-) -> Figure:
-    """``scenario`` from ``options.clients`` load processes started together: its row, with the
-    gateway's peak RSS, CPU time and group commits over the measured window."""
-    ctx = multiprocessing.get_context("spawn")
-    gate = Gate(ready=ctx.Queue(), go=ctx.Event())
-    results: multiprocessing.queues.Queue[Tally] = ctx.Queue()
-    concurrency = options.concurrency or CONCURRENCY[scenario]
-    window = Window(options.seconds, options.warmup_s)
-    workers = [
-        ctx.Process(
-            target=client_worker if scenario == "grpc-client" else load_worker,
-            args=(scenario, target, n, concurrency, window, gate, results),
-            daemon=True,
-        )
-        for n in range(options.clients)
-    ]
-    for worker in workers:
-        worker.start()
-    tally = Tally()
-    try:
-        ready, deadline = 0, time.monotonic() + WORKER_GRACE_SECONDS
-        while ready < len(workers) and time.monotonic() < deadline:
-            try:
-                gate.ready.get(timeout=1.0)
-                ready += 1
-            except queue.Empty:
-                if not all(w.is_alive() for w in workers):
-                    break
-        gateway.reset_peak()  # the peak includes the warm-up
-        gate.go.set()
-        time.sleep(options.warmup_s)
-        cpu, commits = gateway.cpu_seconds(), gateway.commit_totals()
-        time.sleep(options.seconds)
-        cpu = gateway.cpu_seconds() - cpu
-        commits = gateway.commit_totals() - commits
-        reported, deadline = 0, time.monotonic() + options.seconds + WORKER_GRACE_SECONDS
-        while reported < len(workers) and time.monotonic() < deadline:
-            try:
-                tally.merge(results.get(timeout=1.0))
-                reported += 1
-            except queue.Empty:
-                if not any(w.is_alive() for w in workers):
-                    break
-        if reported < len(workers):
-            missing = len(workers) - reported
-            tally.merge(Tally(errors=missing, first_error=f"{missing} load process(es) failed"))
-    finally:
-        for worker in workers:
-            worker.join(10)
-            if worker.is_alive():
-                worker.kill()
-    peak_rss_mb = round(gateway.peak_rss / 2**20, 1)
-    return figure(scenario, tally, peak_rss_mb=peak_rss_mb, cpu_s=cpu).with_commits(commits)
+__all__ = ["SCENARIOS", "BenchOptions", "main", "run_bench"]
 
 
 def run_bench(options: BenchOptions) -> Report:
@@ -160,7 +73,7 @@ def run_bench(options: BenchOptions) -> Report:
             try:
                 for scenario in options.scenarios:
                     os.sync()
-                    result = run_scenario(scenario, target, options, gateway)
+                    result, _ = run_scenario(scenario, target, options, gateway)
                     figures.append(result.with_ratio(limit))
                     overall_peak = max(overall_peak, result.peak_rss_mb or 0.0)
             finally:
