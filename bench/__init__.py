@@ -10,7 +10,11 @@ same run, the ratio to the raw limit: the same serialized events inserted straig
 database with the same durability. The numbers depend on the machine and on whatever else runs
 on it: compare figures of one run, or the medians of a series (``--runs``).
 
-- :mod:`bench.run`: the runs and their scenarios; :func:`bench.run.main` is the command;
+- :mod:`bench.run`: the runs; :func:`bench.run.main` is the command; :mod:`bench.options`: what
+  a run is asked; :mod:`bench.scenario`: one scenario's load against a gateway;
+- :mod:`bench.pipeline`: the pipeline scenarios (``pipeline``, ``pipeline-relay``, when named):
+  ``SubmitBatch`` load while the outbox relay delivers to NATS JetStream, watched by
+  :mod:`bench.monitor`, on the server of ``--nats-url`` or :mod:`bench.broker`'s own;
 - :mod:`bench.target`: the fresh database and the gateway under test;
 - :mod:`bench.load`: the gRPC and HTTP load generators; :mod:`bench.payloads`: their bodies;
   :mod:`bench.window`: the measured window and what it counts;

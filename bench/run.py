@@ -3,121 +3,73 @@
 :func:`run_bench` provisions a fresh database, measures the raw limit on it, starts the gateway
 under test and drives it from separate load-generator processes, one scenario at a time for
 ``seconds`` each after ``warmup_s`` of the same load that is not counted, and returns a typed
-:class:`~bench.report.Report`. :func:`main` runs one or ``runs`` of them and prints the table or
-the JSON.
+:class:`~bench.report.Report`; a pipeline scenario (:mod:`bench.pipeline`) gets a fresh database
+and gateway of its own, with the outbox relay. :func:`main` runs one or ``runs`` of them (on a
+``nats-server`` of its own when the pipeline needs one and no ``--nats-url`` is given) and prints
+the table or the JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import multiprocessing.queues
+import contextlib
+import dataclasses
 import os
-import queue
 import shutil
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bench.client import client_worker
-from bench.load import Target, load_worker
+from bench.broker import nats_server
+from bench.load import Target
+from bench.options import OPTIONAL_SCENARIOS, PIPELINE_SCENARIOS, SCENARIOS, BenchOptions
+from bench.pipeline import run_pipeline
 from bench.raw import outbox_ddl, raw_postgres, raw_sqlite
 from bench.report import Figure, Report, figure, targets
+from bench.scenario import run_scenario
 from bench.series import Series, summarize
 from bench.table import render_series, render_table
 from bench.target import GatewayUnderTest, bench_database, provision
-from bench.window import Gate, Tally, Window
 
-SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")  # the default run
-OPTIONAL_SCENARIOS = ("grpc-client",)  # the client for internal services: when named
-# Requests in flight per load-generator process (streams for grpc-stream, each with
-# STREAM_WINDOW batches in flight). A closed loop driven harder than the gateway's throughput
-# gains only queueing; SubmitBatch still gains up to 10 in flight, because each group commit then
-# carries more events per fsync (~1,700 rather than ~1,250 at 6), with p99 still under 100 ms.
-CONCURRENCY = {
-    "grpc-batch": 5,
-    "grpc-stream": 2,
-    "databuddy-batch": 8,
-    "track": 24,
-    "grpc-client": 5,  # batches in flight per client, as grpc-batch
-}
-# How long past the window a load process may take to report (in-flight requests finish).
-WORKER_GRACE_SECONDS = 60.0
+__all__ = ["SCENARIOS", "BenchOptions", "main", "run_bench"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class BenchOptions:
-    seconds: float = 5.0
-    warmup_s: float = 1.0  # load before each measured window, not counted
-    database_url: str | None = None
-    scenarios: tuple[str, ...] = SCENARIOS
-    clients: int = 2  # load-generator processes per scenario
-    concurrency: int | None = None  # per process; default: CONCURRENCY
-    sqlite_synchronous: str = "FULL"
-
-
-def run_scenario(
-    scenario: str, target: Target, options: BenchOptions, gateway: GatewayUnderTest
-) -> Figure:
-    """``scenario`` from ``options.clients`` load processes started together: its row, with the
-    gateway's peak RSS, CPU time and group commits over the measured window."""
-    ctx = multiprocessing.get_context("spawn")
-    gate = Gate(ready=ctx.Queue(), go=ctx.Event())
-    results: multiprocessing.queues.Queue[Tally] = ctx.Queue()
-    concurrency = options.concurrency or CONCURRENCY[scenario]
-    window = Window(options.seconds, options.warmup_s)
-    workers = [
-        ctx.Process(
-            target=client_worker if scenario == "grpc-client" else load_worker,
-            args=(scenario, target, n, concurrency, window, gate, results),
-            daemon=True,
-        )
-        for n in range(options.clients)
-    ]
-    for worker in workers:
-        worker.start()
-    tally = Tally()
+def _shared_gateway(
+    scenarios: list[str],
+    options: BenchOptions,
+    url: str,
+    project_id: str,
+    api_key: str,
+    workdir: Path,
+    env: dict[str, str],
+) -> list[Figure]:
+    """The scenarios that share the run's gateway (all but the pipeline ones), one after another
+    against it."""
+    if not scenarios:
+        return []
+    gateway = GatewayUnderTest(url, workdir, env)
+    gateway.start()
+    target = Target(
+        http_url=f"http://127.0.0.1:{gateway.http_port}",
+        grpc_target=f"127.0.0.1:{gateway.grpc_port}",
+        project_id=project_id,
+        api_key=api_key,
+    )
+    figures: list[Figure] = []
     try:
-        ready, deadline = 0, time.monotonic() + WORKER_GRACE_SECONDS
-        while ready < len(workers) and time.monotonic() < deadline:
-            try:
-                gate.ready.get(timeout=1.0)
-                ready += 1
-            except queue.Empty:
-                if not all(w.is_alive() for w in workers):
-                    break
-        gateway.reset_peak()  # the peak includes the warm-up
-        gate.go.set()
-        time.sleep(options.warmup_s)
-        cpu, commits = gateway.cpu_seconds(), gateway.commit_totals()
-        time.sleep(options.seconds)
-        cpu = gateway.cpu_seconds() - cpu
-        commits = gateway.commit_totals() - commits
-        reported, deadline = 0, time.monotonic() + options.seconds + WORKER_GRACE_SECONDS
-        while reported < len(workers) and time.monotonic() < deadline:
-            try:
-                tally.merge(results.get(timeout=1.0))
-                reported += 1
-            except queue.Empty:
-                if not any(w.is_alive() for w in workers):
-                    break
-        if reported < len(workers):
-            missing = len(workers) - reported
-            tally.merge(Tally(errors=missing, first_error=f"{missing} load process(es) failed"))
+        for scenario in scenarios:
+            os.sync()
+            figures.append(run_scenario(scenario, target, options, gateway)[0])
     finally:
-        for worker in workers:
-            worker.join(10)
-            if worker.is_alive():
-                worker.kill()
-    peak_rss_mb = round(gateway.peak_rss / 2**20, 1)
-    return figure(scenario, tally, peak_rss_mb=peak_rss_mb, cpu_s=cpu).with_commits(commits)
+        gateway.stop()
+    return figures
 
 
 def run_bench(options: BenchOptions) -> Report:
-    """One run: a fresh database, its raw limit, then every scenario against a fresh gateway."""
+    """One run: a fresh database, its raw limit, then every scenario against a fresh gateway
+    (each pipeline scenario on a fresh database and gateway of its own, relaying to the NATS
+    server of ``options.nats_url``)."""
     workdir = Path(tempfile.mkdtemp(prefix="eventgw-bench-"))
     sync = options.sqlite_synchronous.upper()
     try:
@@ -147,24 +99,25 @@ def run_bench(options: BenchOptions) -> Report:
                 "EVENTGW_ACCESS_LOG": "false",
                 "EVENTGW_SQLITE_SYNCHRONOUS": sync,
             }
-            gateway = GatewayUnderTest(url, workdir, env)
-            gateway.start()
-            target = Target(
-                http_url=f"http://127.0.0.1:{gateway.http_port}",
-                grpc_target=f"127.0.0.1:{gateway.grpc_port}",
-                project_id=project_id,
-                api_key=api_key,
+            shared = [s for s in options.scenarios if s not in PIPELINE_SCENARIOS]
+            rows = dict(
+                zip(
+                    shared,
+                    _shared_gateway(shared, options, url, project_id, api_key, workdir, env),
+                    strict=True,
+                )
             )
-            figures: list[Figure] = []
-            overall_peak = 0.0
-            try:
-                for scenario in options.scenarios:
+            for scenario in options.scenarios:
+                if scenario in PIPELINE_SCENARIOS:
+                    assert options.nats_url is not None, "the pipeline scenarios need NATS"
                     os.sync()
-                    result = run_scenario(scenario, target, options, gateway)
-                    figures.append(result.with_ratio(limit))
-                    overall_peak = max(overall_peak, result.peak_rss_mb or 0.0)
-            finally:
-                gateway.stop()
+                    rows[scenario] = run_pipeline(scenario, options, options.nats_url, workdir, env)
+            figures = [rows[s].with_ratio(limit) for s in options.scenarios]
+            # The gateway's peak is that of one `serve` process: not of serve --relay's group
+            # (supervisor, worker and relay), whose row has a peak of its own.
+            overall_peak = max(
+                (f.peak_rss_mb or 0.0 for f in figures if f.name != "pipeline"), default=0.0
+            )
             return Report(
                 database=backend,
                 sqlite_synchronous=sync,
@@ -181,25 +134,46 @@ def run_bench(options: BenchOptions) -> Report:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def main(options: BenchOptions, *, as_json: bool, out: TextIO, runs: int = 1) -> int:
-    """Run the bench once or ``runs`` times and print the table (or ``as_json``, the report)."""
+def _refused(options: BenchOptions, runs: int) -> str:
+    """Why these options cannot run ("" when they can)."""
     unknown = set(options.scenarios) - set(SCENARIOS) - set(OPTIONAL_SCENARIOS)
     if unknown:
-        print(f"eventgw: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
+        return f"unknown scenario(s) {', '.join(sorted(unknown))}"
     if runs < 1:
-        print("eventgw: --runs must be at least 1", file=sys.stderr)
+        return "--runs must be at least 1"
+    if options.relays < 1:
+        return "--relays must be at least 1"
+    postgres = (options.database_url or "").startswith("postgresql")
+    if options.relays > 1 and not postgres and "pipeline-relay" in options.scenarios:
+        return "--relays above 1 needs PostgreSQL: one relay per SQLite file"
+    return ""
+
+
+def main(options: BenchOptions, *, as_json: bool, out: TextIO, runs: int = 1) -> int:
+    """Run the bench once or ``runs`` times and print the table (or ``as_json``, the report);
+    with a pipeline scenario and no ``nats_url``, on a ``nats-server`` of its own."""
+    refusal = _refused(options, runs)
+    if refusal:
+        print(f"eventgw: {refusal}", file=sys.stderr)
         return 2
     result: Report | Series
-    if runs == 1:
-        result = run_bench(options)
-    else:
-        reports: list[Report] = []
-        for number in range(1, runs + 1):
-            reports.append(run_bench(options))
-            rates = ", ".join(f"{f.name} {f.events_per_s:,.0f}/s" for f in reports[-1].scenarios)
-            print(f"eventgw bench: run {number} of {runs}: {rates}", file=sys.stderr, flush=True)
-        result = Series(runs=tuple(reports), summary=summarize(reports))
+    with contextlib.ExitStack() as stack:
+        if set(options.scenarios) & set(PIPELINE_SCENARIOS):
+            url = stack.enter_context(nats_server(options.nats_url))
+            options = dataclasses.replace(options, nats_url=url)
+        if runs == 1:
+            result = run_bench(options)
+        else:
+            reports: list[Report] = []
+            for number in range(1, runs + 1):
+                reports.append(run_bench(options))
+                rates = ", ".join(
+                    f"{f.name} {f.events_per_s:,.0f}/s" for f in reports[-1].scenarios
+                )
+                print(
+                    f"eventgw bench: run {number} of {runs}: {rates}", file=sys.stderr, flush=True
+                )
+            result = Series(runs=tuple(reports), summary=summarize(reports))
     if as_json:
         out.write(result.to_json().decode() + "\n")
     elif isinstance(result, Report):

@@ -1,7 +1,8 @@
 """A series of ``eventgw bench`` runs (``--runs N``), typed: each figure's median and range.
 
 On a shared machine one run says little: :func:`summarize` turns independent runs' reports into
-a :class:`Summary` of each figure's median and range and, for each target, how many runs met it.
+a :class:`Summary` of each figure's median and range (a pipeline scenario's delivery figures
+too) and, for each target, how many runs met it.
 :class:`Series` is the ``--json`` document of such a series: every run's report and the summary.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bench.report import Check, Figure, Report
+from bench.report import Check, Figure, Pipeline, Report
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,37 @@ class Spread:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PipelineSpread:
+    """A pipeline scenario's delivery figures over the runs (``bench.report.Pipeline``)."""
+
+    relay: str
+    delivered_per_s: Spread | None
+    delivered_ratio: Spread | None
+    lag_p50_s: Spread | None
+    lag_p99_s: Spread | None
+    lag_max_s: Spread | None
+    pending_max: Spread | None
+    drain_s: Spread | None
+    cpu_us_per_event: Spread | None
+
+    @classmethod
+    def of(cls, rows: Sequence[Pipeline]) -> PipelineSpread | None:
+        if not rows:
+            return None
+        return cls(
+            relay=rows[0].relay,
+            delivered_per_s=Spread.of([r.delivered_per_s for r in rows]),
+            delivered_ratio=Spread.of([r.delivered_ratio for r in rows]),
+            lag_p50_s=Spread.of([r.lag_p50_s for r in rows]),
+            lag_p99_s=Spread.of([r.lag_p99_s for r in rows]),
+            lag_max_s=Spread.of([r.lag_max_s for r in rows]),
+            pending_max=Spread.of([r.pending_max for r in rows]),
+            drain_s=Spread.of([r.drain_s for r in rows]),
+            cpu_us_per_event=Spread.of([r.cpu_us_per_event for r in rows]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class FigureSpread:
     """One row's figures over the runs (``None`` where no run has that figure)."""
 
@@ -43,6 +75,7 @@ class FigureSpread:
     p99_ms: Spread | None
     ratio_to_raw: Spread | None
     peak_rss_mb: Spread | None
+    pipeline: PipelineSpread | None = None
 
     @classmethod
     def of(cls, name: str, rows: Sequence[Figure]) -> FigureSpread:
@@ -54,6 +87,7 @@ class FigureSpread:
             p99_ms=Spread.of([r.p99_ms for r in rows]),
             ratio_to_raw=Spread.of([r.ratio_to_raw for r in rows]),
             peak_rss_mb=Spread.of([r.peak_rss_mb for r in rows]),
+            pipeline=PipelineSpread.of([r.pipeline for r in rows if r.pipeline is not None]),
         )
 
 

@@ -2,9 +2,10 @@
 
 :func:`bench_database` yields a temporary SQLite file or a new PostgreSQL database (dropped
 afterwards); :func:`provision` migrates it and creates a project with a key;
-:class:`GatewayUnderTest` runs the gateway as a child process on free ports and reads what the
-report needs from outside it: its peak RSS (sampled), CPU time (psutil) and group-commit
-counters (its ``/metrics``).
+:class:`GatewayUnderTest` runs the gateway as a child process on free ports (with ``--relay`` and
+the like when asked) and reads what the report needs from outside it: its peak RSS (sampled), CPU
+time (psutil, children included) and group-commit counters (the operations listener's
+``/metrics``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -96,9 +97,17 @@ def _free_port() -> int:
 class GatewayUnderTest:
     """``python -m gateway serve`` on free ports, with its peak RSS sampled every 20 ms."""
 
-    def __init__(self, database_url: str, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        env: dict[str, str],
+        serve_args: Sequence[str] = (),
+    ) -> None:
         self.database_url = database_url
+        self.serve_args = tuple(serve_args)  # e.g. --relay --nats-url URL
         self.http_port, self.grpc_port = _free_port(), _free_port()
+        self.ops_port = _free_port()  # /metrics is served there
         self.log_path = workdir / "gateway.log"
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,7 +123,8 @@ class GatewayUnderTest:
                     *("--database-url", self.database_url),
                     *("--http", f"127.0.0.1:{self.http_port}"),
                     *("--grpc", f"127.0.0.1:{self.grpc_port}"),
-                    *("--ops", "127.0.0.1:0"),
+                    *("--ops", f"127.0.0.1:{self.ops_port}"),
+                    *self.serve_args,
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -150,15 +160,21 @@ class GatewayUnderTest:
             return
 
     def cpu_seconds(self) -> float:
-        """User and system CPU time of the gateway process so far."""
+        """User and system CPU time so far of the gateway process and its children (the workers
+        and the relay of ``serve --relay``, whose supervisor itself does no serving)."""
         assert self.proc is not None
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return float(times.user + times.system)
+        process = psutil.Process(self.proc.pid)
+        total = 0.0
+        for each in (process, *process.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                times = each.cpu_times()
+                total += times.user + times.system
+        return total
 
     def commit_totals(self) -> CommitTotals:
         """The gateway's group-commit counters (``/metrics``); all zero when it has none."""
         try:
-            url = f"http://127.0.0.1:{self.http_port}/metrics"
+            url = f"http://127.0.0.1:{self.ops_port}/metrics"
             with urllib.request.urlopen(url, timeout=10) as response:
                 text = response.read().decode()
         except OSError:

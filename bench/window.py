@@ -4,7 +4,7 @@ A load run is ``warmup_s`` of load that is not counted, then ``seconds`` that ar
 (:class:`Window`); the processes of one scenario start together (:class:`Gate`); a closed loop
 keeps requests in flight and counts those that started inside the window and completed before
 its end (:func:`drive`) into a :class:`Tally`: requests, events, errors, retryable refusals and
-each request's latency.
+each request's latency, and apart from those every event acknowledged at any time.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ class Tally:
     events: int = 0
     errors: int = 0
     refused: int = 0  # retryable refusals: HTTP 503 / gRPC RESOURCE_EXHAUSTED, UNAVAILABLE
+    # Events accepted over the whole load, warm-up and the requests that ended past the window
+    # included: everything acknowledged, which the pipeline scenarios find again in the stream.
+    acknowledged: int = 0
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # the load generators' own CPU time in the window
     latencies_ms: list[float] = field(default_factory=list)
@@ -77,6 +80,7 @@ class Tally:
         self.events += other.events
         self.errors += other.errors
         self.refused += other.refused
+        self.acknowledged += other.acknowledged
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
         self.cpu_s += other.cpu_s
         self.latencies_ms.extend(other.latencies_ms)
@@ -110,6 +114,7 @@ async def drive(send: Send, concurrency: int, window: Window) -> Tally:
                 events, errors, refused = 0, 1, 0
                 tally.first_error = tally.first_error or describe(exc)
             t1 = time.perf_counter()
+            tally.acknowledged += events
             if t1 > deadline:
                 break
             if t0 >= measured_from:  # sent inside the window

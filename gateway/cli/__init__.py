@@ -233,7 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios",
         default="grpc-batch,grpc-stream,databuddy-batch,track",
         help="comma-separated (default: the first four of grpc-batch, grpc-stream,"
-        " databuddy-batch, track, grpc-client; grpc-client is events through gateway.client)",
+        " databuddy-batch, track, grpc-client, pipeline, pipeline-relay; grpc-client is events"
+        " through gateway.client; pipeline is SubmitBatch load with `serve --relay` delivering"
+        " to NATS JetStream, pipeline-relay the same with separate `eventgw relay` processes)",
+    )
+    bench.add_argument(
+        "--nats-url",
+        help="the NATS JetStream server of the pipeline scenarios (default: a nats-server -js"
+        " of the bench's own, on a free port, stopped afterwards)",
+    )
+    bench.add_argument(
+        "--relays",
+        type=int,
+        default=1,
+        help="eventgw relay processes of pipeline-relay (default 1; more: PostgreSQL only)",
     )
     bench.add_argument(
         "--clients", type=int, default=2, help="load-generator processes per scenario (2)"

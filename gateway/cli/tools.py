@@ -51,5 +51,7 @@ def cmd_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         clients=args.clients,
         concurrency=args.concurrency,
         sqlite_synchronous=args.sqlite_synchronous,
+        nats_url=args.nats_url,
+        relays=args.relays,
     )
     return bench.main(options, as_json=args.json, out=sys.stdout, runs=args.runs)

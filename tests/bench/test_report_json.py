@@ -8,6 +8,7 @@ import orjson
 from bench.report import CommitTotals, Report, figure, targets
 from bench.series import Series, summarize
 from bench.window import Tally
+from tests.bench import pipeline_report
 
 FIGURE_KEYS = [
     "name",
@@ -31,6 +32,26 @@ FIGURE_KEYS = [
     "requests_per_commit",
     "commit_ms",
     "first_error",
+    "pipeline",
+]
+PIPELINE_KEYS = [
+    "relay",
+    "relays",
+    "delivered",
+    "delivered_per_s",
+    "delivered_ratio",
+    "lag_samples",
+    "lag_p50_s",
+    "lag_p99_s",
+    "lag_max_s",
+    "pending_p50",
+    "pending_p99",
+    "pending_max",
+    "drain_s",
+    "acknowledged",
+    "delivered_total",
+    "relay_cpu_s",
+    "cpu_us_per_event",
 ]
 REPORT_KEYS = [
     "database",
@@ -101,9 +122,11 @@ def test_a_series_reports_every_run_and_the_summary() -> None:
         "p99_ms",
         "ratio_to_raw",
         "peak_rss_mb",
+        "pipeline",
     ]
     assert batch["events_per_s"] == {"min": 90_000.0, "median": 120_000.0, "max": 150_000.0}
     assert list(batch["p99_ms"]) == SPREAD_KEYS and raw["peak_rss_mb"] is None
+    assert batch["pipeline"] is None
     assert summary["targets"][0] == {
         "scenario": "grpc-batch",
         "target": "events/s >= 100000",
@@ -124,3 +147,41 @@ def test_a_figure_carries_the_mean_group_commit_of_its_window() -> None:
     assert (with_commits.requests_per_commit, with_commits.commit_ms) == (3.0, 15.0)
     assert row.with_commits(before - before) == row  # no commit in the window: none reported
     assert orjson.loads(orjson.dumps(row))["commits"] is None
+
+
+def test_a_pipeline_row_carries_its_delivery_and_a_check_that_all_was_delivered() -> None:
+    document = orjson.loads(pipeline_report(12_500).to_json())
+
+    [row] = document["scenarios"]
+    assert list(row) == FIGURE_KEYS and list(row["pipeline"]) == PIPELINE_KEYS
+    assert row["events_per_s"] == 10_000.0  # the ingest
+    assert row["pipeline"]["delivered_per_s"] == 9_000.0 and row["pipeline"]["drain_s"] == 0.3
+    assert document["raw"][0]["pipeline"] is None
+    assert document["targets"][0] == {
+        "scenario": "pipeline-relay",
+        "target": "undelivered at end <= 0",
+        "value": 0,
+        "met": True,
+    }
+    short = orjson.loads(pipeline_report(12_000).to_json())["targets"][0]
+    assert (short["value"], short["met"]) == (500, False)
+
+
+def test_a_series_summarizes_the_delivery_of_a_pipeline_row() -> None:
+    runs = (pipeline_report(12_500), pipeline_report(12_500))
+    summary = orjson.loads(Series(runs=runs, summary=summarize(runs)).to_json())["summary"]
+
+    pipeline = summary["figures"][1]["pipeline"]
+    assert list(pipeline) == [
+        "relay",
+        "delivered_per_s",
+        "delivered_ratio",
+        "lag_p50_s",
+        "lag_p99_s",
+        "lag_max_s",
+        "pending_max",
+        "drain_s",
+        "cpu_us_per_event",
+    ]
+    assert pipeline["relay"] == "eventgw relay"
+    assert pipeline["drain_s"] == {"min": 0.3, "median": 0.3, "max": 0.3}
