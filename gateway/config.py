@@ -107,7 +107,7 @@ class Settings:
     # ``<prefix>.<project id>.<event type>``), rows per claimed batch, idle poll interval.
     nats_stream: str = "EVENTGW_EVENTS"
     nats_subject_prefix: str = "eventgw.events"
-    relay_batch_size: int = 1000
+    relay_batch_size: int = 5000
     relay_poll_seconds: float = 0.2
     # The relay publishes the failed events too, each to ``<prefix>.failed.<project id>``.
     relay_failed_events: bool = False
