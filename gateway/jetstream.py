@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import ssl
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ ACKED = (STORED, DUPLICATE)
 STREAM_NOT_FOUND = 10059  # JetStream's error code
 _CRLF = b"\r\n"
 _READ_SIZE = 1 << 16
+# A plain "stored" ack to the reply subject <inbox>.<batch>x<index>: no error, no duplicate.
+_STORED_ACK = re.compile(rb'MSG ([^ ]+\.)(\d+)x(\d+) \d+ \d+\r\n\{"stream":"[^"]*","seq":\d+\}\r\n')
 
 
 class NatsError(Exception):
@@ -247,6 +250,14 @@ class Publisher:
         finally:
             self._batches.pop(batch.number, None)
 
+    def _stored(self, number: int, index: int) -> None:
+        batch = self._batches.get(number)
+        if batch is not None and batch.answers[index] is PENDING:
+            batch.answers[index] = STORED
+            batch.waiting -= 1
+            if batch.waiting <= 0:
+                batch.done.set()
+
     def _on_ack(self, token: bytes, header: bytes | None, data: bytes) -> None:
         number, _, index = token.partition(b"x")
         batch = self._batches.get(int(number))
@@ -320,8 +331,13 @@ class Publisher:
 
     def _parse(self, buf: bytes, prefix: bytes, writer: asyncio.StreamWriter) -> bytes:
         """Handle every complete operation in ``buf``; what is left of it."""
-        pos, size = 0, len(buf)
+        pos, size, stored = 0, len(buf), _STORED_ACK.match
         while pos < size:
+            ack = stored(buf, pos)
+            if ack is not None and ack.group(1) == prefix:  # the common case, read at once
+                self._stored(int(ack.group(2)), int(ack.group(3)))
+                pos = ack.end()
+                continue
             end = buf.find(_CRLF, pos)
             if end < 0:
                 break
