@@ -201,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     relay.add_argument("--nats-url", help="nats://HOST:PORT (default: $EVENTGW_NATS_URL)")
     relay.add_argument("--once", action="store_true", help="drain the outbox, print a summary")
-    relay.add_argument("--batch-size", type=int, help="events claimed per batch (default 5000; three batches in flight)")
+    relay.add_argument(
+        "--batch-size", type=int, help="events claimed per batch (default 5000; three in flight)"
+    )
     relay.add_argument("--stream", help="JetStream stream (default EVENTGW_EVENTS)")
     relay.add_argument("--subject-prefix", help="subject prefix (default eventgw.events)")
     relay.add_argument(
