@@ -28,6 +28,7 @@ from gateway.config import ConfigError, Settings
 from gateway.delivery import Lag, Relay, outbox_lag
 from gateway.failed_relay import FailedEventRelay, failed_relay, running
 from gateway.jetstream import NatsError, Publisher
+from gateway.settings_text import mask_url
 from gateway.storage.engine import create_engine
 
 __all__ = ["Lag", "Relay", "connect", "outbox_lag", "serve_relay"]
@@ -44,7 +45,7 @@ async def connect(
     """Connect to NATS, retrying until it answers (None: ``stop`` was set first; TimeoutError:
     ``give_up_after`` passed). A connection lost later is made again by the next publish; the
     relay retries what failed meanwhile."""
-    publisher, last_error = Publisher(url), ""
+    publisher, last_error, shown = Publisher(url), "", mask_url(url)
     deadline = None if give_up_after is None else time.monotonic() + give_up_after
     while not stop.is_set():
         try:
@@ -52,10 +53,10 @@ async def connect(
             return publisher
         except (OSError, TimeoutError, NatsError) as exc:
             if repr(exc) != last_error:
-                log.warning("NATS %s: %r", url, exc)
+                log.warning("NATS %s: %r", shown, exc)
             last_error = repr(exc)
         if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"no NATS server answered at {url} within {give_up_after:g}s")
+            raise TimeoutError(f"no NATS server answered at {shown} within {give_up_after:g}s")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), RETRY_SECONDS)
     return None
@@ -146,7 +147,8 @@ async def serve_relay(
             )
             failed = failed_relay(settings, engine, publisher, ensure_stream=relay.ensure_stream)
             if not once:
-                log.info("relaying the outbox to %s (%s)", settings.nats_url, settings.nats_stream)
+                where = mask_url(settings.nats_url)
+                log.info("relaying the outbox to %s (%s)", where, settings.nats_stream)
                 async with running(failed, stop, settings):
                     await relay.run(
                         stop, poll_s=settings.relay_poll_seconds, on_progress=_metrics(settings)

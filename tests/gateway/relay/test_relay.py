@@ -17,10 +17,10 @@ from gateway.config import Settings
 from gateway.delivery import Relay, outbox_lag, subject_token
 from gateway.jetstream import Publisher
 from gateway.pb.event_pb2 import Event
-from gateway.relay import serve_relay
+from gateway.relay import connect, serve_relay
 from gateway.storage.engine import create_engine, now_us
 from gateway.storage.schema import events
-from tests.harness import eventually
+from tests.harness import eventually, free_port
 from tests.jetstream import Stream, event_rows, nats_url, seed
 
 pytestmark = pytest.mark.nats
@@ -148,3 +148,12 @@ def test_subject_tokens_are_safe() -> None:
     )
     assert subject_token("a.b*c> d\te") == "a_b_c__d_e"
     assert subject_token("") == "_"
+
+
+async def test_a_password_in_the_nats_url_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"nats://relay:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(TimeoutError) as refused:
+        await connect(url, stop=asyncio.Event(), give_up_after=0.3)
+    assert "s3cret" not in str(refused.value) and "relay:***@" in str(refused.value)
+    assert "relay:***@" in caplog.text
+    assert "s3cret" not in caplog.text
