@@ -109,6 +109,9 @@ class Settings:
     nats_subject_prefix: str = "eventgw.events"
     relay_batch_size: int = 5000
     relay_poll_seconds: float = 0.2
+    # Relay processes under ``serve --relay`` (more than one only on PostgreSQL, where they share
+    # the outbox by ``SKIP LOCKED``; SQLite has no row locks: one relay per file).
+    relay_processes: int = 1
     # The relay publishes the failed events too, each to ``<prefix>.failed.<project id>``.
     relay_failed_events: bool = False
     log_level: str = "info"
@@ -268,6 +271,10 @@ def _validate(s: Settings) -> None:
                 fail(f"{name}_port", f"{port} is {other}_port too; each listener needs its own")
     if s.workers < 1:
         fail("workers", "must be at least 1")
+    if s.relay_processes < 1:
+        fail("relay_processes", "must be at least 1")
+    if s.relay_processes > 1 and s.database_url.lower().startswith("sqlite"):
+        fail("relay_processes", "SQLite has no row locks: one relay per database file")
     for name in (
         "max_body_bytes",
         "max_grpc_message_bytes",

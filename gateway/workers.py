@@ -1,6 +1,6 @@
 """The supervisor behind ``eventgw serve --workers N`` (and ``--relay``): N worker processes, each
 running the whole gateway (``server.run``) on the same HTTP and gRPC ports, which the kernel
-shares among them (``SO_REUSEPORT``), and optionally one outbox relay process.
+shares among them (``SO_REUSEPORT``), and optionally the outbox relay (``relay_processes`` of them).
 
 The supervisor does no serving itself. It starts the children (``spawn``: a fresh interpreter, no
 inherited event loop, gRPC or database state), replaces any that dies (after a back-off when it
@@ -128,7 +128,9 @@ class Supervisor:
             _Slot(name=f"worker-{i + 1}", target=_worker) for i in range(settings.workers)
         ]
         if relay:
-            self.slots.append(_Slot(name="relay", target=_relay))
+            n = settings.relay_processes
+            names = ["relay"] if n == 1 else [f"relay-{i + 1}" for i in range(n)]
+            self.slots += [_Slot(name=name, target=_relay) for name in names]
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self._announced = False

@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--nats-url", help="for --relay (default: $EVENTGW_NATS_URL)")
     serve.add_argument(
+        "--relay-processes",
+        type=int,
+        metavar="N",
+        help="with --relay: N relay processes sharing the outbox, PostgreSQL only (default 1)",
+    )
+    serve.add_argument(
         "--relay-failed-events",
         action="store_true",
         default=None,

@@ -83,6 +83,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     flags["workers"] = args.workers
     flags["nats_url"] = args.nats_url
     flags["relay_failed_events"] = args.relay_failed_events
+    flags["relay_processes"] = args.relay_processes
     settings = load_settings(args, env, **flags)
     if args.print_config:
         sys.stdout.write(format_toml(settings.describe()))

@@ -185,3 +185,12 @@ def test_two_listeners_on_one_address_are_refused() -> None:
     # One port number on two distinct addresses is two listeners; port 0 picks a free one each.
     Settings(http_host="10.0.0.1", ops_host="10.0.0.2", ops_port=8080)
     Settings(http_port=0, grpc_port=0, ops_port=0)
+
+
+def test_several_relay_processes_need_postgresql() -> None:
+    with pytest.raises(ConfigError, match="relay_processes: SQLite has no row locks"):
+        Settings(relay_processes=2)
+    with pytest.raises(ConfigError, match="relay_processes: must be at least 1"):
+        Settings(relay_processes=0)
+    postgres = "postgresql://eventgw@db/eventgw"
+    assert Settings(database_url=postgres, relay_processes=3).relay_processes == 3

@@ -95,6 +95,25 @@ async def test_serve_with_relay_publishes_what_it_acknowledges(
     )
 
 
+@pytest.mark.postgres
+async def test_serve_with_two_relay_processes_on_postgresql_publishes_each_event_once(
+    postgres_url: str, stream: Stream, tmp_path: Path
+) -> None:
+    _, key, _ = await provision(postgres_url)
+    flags = ("--relay-processes", "2")
+    async with serve_with_relay(postgres_url, stream, tmp_path, *flags) as (grpc_port, _):
+        log = tmp_path / "serve.log"
+        for name in ("relay-1 started", "relay-2 started"):
+            assert await log_says(log, name)
+        for batch in range(6):
+            events = [Event(id=f"e{batch}-{i}", name="signup") for i in range(500)]
+            assert (await submit(grpc_port, key, events)).accepted == 500
+        await eventually(functools.partial(has_messages, stream, 3_000))
+        await asyncio.sleep(0.5)  # a copy, had there been one, would have arrived by now
+    ids = [m.headers["Nats-Msg-Id"] for m in await stream.read() if m.headers]
+    assert len(ids) == len(set(ids)) == 3_000
+
+
 async def metric(ops_port: int, name: str) -> float | None:
     async with (
         aiohttp.ClientSession() as http,
