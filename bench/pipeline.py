@@ -2,7 +2,7 @@
 outbox relay delivers to NATS JetStream, measured at both ends.
 
 - ``pipeline``: ``eventgw serve --relay --nats-url URL``: the supervisor runs the gateway in one
-  worker process and the relay in another;
+  worker process and the relay in another (``options.relays`` of them: ``--relay-processes``);
 - ``pipeline-relay``: a plain ``eventgw serve`` and, beside it, ``options.relays`` separate
   ``eventgw relay`` processes (more than one only on PostgreSQL, where they share the outbox).
 
@@ -157,6 +157,8 @@ def run_pipeline(
         relay_env = {**env, "EVENTGW_NATS_STREAM": stream, "EVENTGW_NATS_SUBJECT_PREFIX": prefix}
         if scenario == "pipeline":
             serve_args, relays = ["--relay", "--nats-url", nats_url], None
+            if options.relays > 1:
+                serve_args += ["--relay-processes", str(options.relays)]
         else:
             serve_args = []
             args = ["--database-url", url, "--nats-url", nats_url]
@@ -189,7 +191,5 @@ def run_pipeline(
                 relays.stop()
             gateway.stop()
             monitor.close()
-    figures = delivery(
-        scenario, relays.count if relays else 1, row, tally, watch, drain_s, delivered_total
-    )
+    figures = delivery(scenario, options.relays, row, tally, watch, drain_s, delivered_total)
     return dataclasses.replace(row, pipeline=figures, first_error=row.first_error or problem)

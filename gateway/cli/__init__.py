@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--relays",
         type=int,
         default=1,
-        help="eventgw relay processes of pipeline-relay (default 1; more: PostgreSQL only)",
+        help="relay processes of the pipeline scenarios (default 1; more: PostgreSQL only)",
     )
     bench.add_argument(
         "--clients", type=int, default=2, help="load-generator processes per scenario (2)"
