@@ -27,7 +27,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,18 +284,7 @@ class Relay:
         await _together(self._drain(max_failures) for _ in range(self.depth))
 
     async def _drain(self, max_failures: int) -> None:
-        failures = 0
-        while True:
-            try:
-                if await self.step() == 0:
-                    return
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                if failures >= max_failures:
-                    raise
-                log.warning("relay step failed (%d of %d): %r", failures, max_failures, exc)
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+        await until_empty(self.step, max_failures=max_failures, what="relay step")
 
     async def run(
         self,
@@ -350,6 +339,23 @@ class Relay:
                 continue
             if claimed < self.batch_size:
                 await _sleep(stop, poll_s)
+
+
+async def until_empty(step: Callable[[], Awaitable[int]], *, max_failures: int, what: str) -> None:
+    """Run ``step`` until it claims nothing; give up after ``max_failures`` failures in a row
+    (re-raising the last error), waiting longer after each."""
+    failures = 0
+    while True:
+        try:
+            if await step() == 0:
+                return
+            failures = 0
+        except Exception as exc:
+            failures += 1
+            if failures >= max_failures:
+                raise
+            log.warning("%s failed (%d of %d): %r", what, failures, max_failures, exc)
+            await asyncio.sleep(min(5.0, 0.2 * 2**failures))
 
 
 async def _together(loops: Iterable[Coroutine[Any, Any, None]]) -> None:

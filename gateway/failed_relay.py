@@ -40,7 +40,7 @@ from sqlalchemy import Update, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
-from gateway.delivery import subject_token
+from gateway.delivery import subject_token, until_empty
 from gateway.jetstream import ACKED, DUPLICATE, NO_STREAM, NatsError, Publisher
 from gateway.storage.engine import is_sqlite, now_us
 from gateway.storage.failed import FailedEvent, document, read
@@ -162,18 +162,7 @@ class FailedEventRelay:
     async def drain(self, *, max_failures: int = ONCE_MAX_FAILURES) -> None:
         """Publish until nothing is claimable; give up after ``max_failures`` failed steps in a
         row (re-raising the last error)."""
-        failures = 0
-        while True:
-            try:
-                if await self.step() == 0:
-                    return
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                if failures >= max_failures:
-                    raise
-                log.warning("failed-events step failed (%d of %d): %r", failures, max_failures, exc)
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+        await until_empty(self.step, max_failures=max_failures, what="failed-events step")
 
     async def run(
         self,

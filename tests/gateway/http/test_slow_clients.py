@@ -10,7 +10,7 @@ import contextlib
 import resource
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -198,8 +198,9 @@ async def test_grpc_connections_are_recycled_at_their_maximum_age(sqlite_url: st
         await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)  # and reconnects
 
 
-async def test_a_grpc_client_pinging_too_often_is_sent_away(sqlite_url: str) -> None:
-    settings = Settings(database_url=sqlite_url, grpc_min_ping_interval_seconds=10)
+@contextlib.asynccontextmanager
+async def pinging(settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
+    """A gateway on ``settings`` and a channel that pings it every 100 ms, after one call."""
     pinger = [
         ("grpc.keepalive_time_ms", 100),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -212,6 +213,12 @@ async def test_a_grpc_client_pinging_too_often_is_sent_away(sqlite_url: str) -> 
         stub = gateway_pb2_grpc.EventGatewayStub(channel)
         auth = [("authorization", f"Bearer {gw.api_key}")]
         await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)
+        yield channel
+
+
+async def test_a_grpc_client_pinging_too_often_is_sent_away(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, grpc_min_ping_interval_seconds=10)
+    async with pinging(settings) as channel:
 
         async def sent_away() -> bool:
             return channel.get_state() != grpc.ChannelConnectivity.READY
@@ -224,18 +231,7 @@ async def test_a_grpc_client_pinging_within_the_configured_interval_is_kept(
 ) -> None:
     # The same pinger, allowed by the setting: the connection is never sent away.
     settings = Settings(database_url=sqlite_url, grpc_min_ping_interval_seconds=0.05)
-    pinger = [
-        ("grpc.keepalive_time_ms", 100),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
-    async with (
-        started(settings) as gw,
-        grpc.aio.insecure_channel(gw.grpc_target, options=pinger) as channel,
-    ):
-        stub = gateway_pb2_grpc.EventGatewayStub(channel)
-        auth = [("authorization", f"Bearer {gw.api_key}")]
-        await stub.SubmitBatch(SubmitBatchRequest(), metadata=auth)
+    async with pinging(settings) as channel:
         states = []
         for _ in range(30):  # ~3 s: some 30 pings, far more than the 2 strikes allowed
             await asyncio.sleep(0.1)
