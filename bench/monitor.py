@@ -4,8 +4,8 @@ A :class:`PipelineMonitor` runs an event loop of its own in a thread, with a dat
 the gateway's database and a NATS connection. It creates the run's JetStream stream before the
 relay starts (the relay then finds it and leaves it as it is) and deletes it at the end; it reads
 the stream's message count (``js.stream_info``) when the measured window starts and ends
-(:class:`bench.scenario.Watch`), samples the outbox's lag (``gateway.delivery.outbox_lag``: the
-pending count and the age of the oldest undelivered event) every ``LAG_INTERVAL_SECONDS`` in
+(:class:`bench.scenario.Watch`), samples the outbox's lag (``gateway.delivery.outbox.outbox_lag``:
+the pending count and the age of the oldest undelivered event) every ``LAG_INTERVAL_SECONDS`` in
 the window, and after it waits until the outbox has nothing undelivered (:meth:`wait_drained`).
 """
 
@@ -25,7 +25,7 @@ from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
-from gateway.delivery import DUPLICATE_WINDOW_SECONDS, outbox_lag
+from gateway.delivery.outbox import DUPLICATE_WINDOW_SECONDS, outbox_lag
 from gateway.storage.engine import create_engine
 
 LAG_INTERVAL_SECONDS = 0.2

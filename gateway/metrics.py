@@ -229,7 +229,7 @@ class Metrics:
 
     def observe_relay(self, *, delivered: int, pending: int, lag_seconds: float) -> None:
         """For the relay, after each step: ``delivered`` events newly marked delivered, and the
-        outbox's state (``gateway.relay.outbox_lag``)."""
+        outbox's state (``gateway.delivery.outbox.outbox_lag``)."""
         if delivered:
             self.relay_delivered.inc(delivered)
         self.relay_pending.set(pending)

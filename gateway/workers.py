@@ -73,7 +73,7 @@ def _worker(settings: Settings, ready: multiprocessing.connection.Connection) ->
 
 
 def _relay(settings: Settings, ready: multiprocessing.connection.Connection) -> None:
-    from gateway.relay import serve_relay
+    from gateway.delivery.process import serve_relay
     from gateway.server import run_forever
 
     _die_with_parent()

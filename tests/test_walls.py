@@ -6,6 +6,8 @@
 - the pipeline (``gateway.model``, ``gateway.ingest``, ``gateway.commit``) imports no front and
   no adapter;
 - storage imports nothing of the pipeline, the fronts or the adapters;
+- delivery (``gateway.delivery``: the relay) imports nothing of the pipeline, the fronts or the
+  adapters: it reads what storage holds and publishes it;
 - nothing imports the bench package (which may import the gateway and the adapters) but the
   bench itself and the command that starts it, ``gateway.cli.tools``;
 - the client (``gateway.client``) imports nothing of the gateway but itself and the generated
@@ -30,6 +32,7 @@ FRAMEWORKS = ("aiohttp", "grpc", "grpc_status", "grpc_health", "grpc_reflection"
 PIPELINE = ("gateway.model", "gateway.ingest", "gateway.commit")
 FRONTS = ("gateway.http", "gateway.rpc")
 STORAGE = "gateway.storage"
+DELIVERY = "gateway.delivery"
 BENCH = "bench"
 # `eventgw bench` imports it inside the command, so serving never loads it (nor psutil).
 BENCH_ENTRY = "gateway.cli.tools"
@@ -93,6 +96,8 @@ def violations(graph: Graph) -> list[str]:
                 broken.append(f"pipeline {importer} -> {target}")
             elif within(importer, (STORAGE,)) and within(target, (*PIPELINE, *FRONTS, "adapters")):
                 broken.append(f"storage {importer} -> {target}")
+            elif within(importer, (DELIVERY,)) and within(target, (*PIPELINE, *FRONTS, "adapters")):
+                broken.append(f"delivery {importer} -> {target}")
             elif within(importer, (CLIENT,)) and (
                 (
                     within(target, ("gateway", "adapters"))
@@ -151,6 +156,7 @@ def test_the_graph_sees_every_layer() -> None:
         "gateway.ingest",
         "gateway.http.dialects",
         "gateway.client.engine",
+        "gateway.delivery.outbox",
     ):
         assert module in GRAPH
     assert "bench.run" in GRAPH["gateway.cli.tools"]
@@ -181,6 +187,9 @@ def test_no_import_cycle() -> None:
         ("gateway.commit", "gateway.rpc.translate"),
         ("gateway.storage.events", "gateway.model"),
         ("gateway.storage.events", "adapters.base"),
+        ("gateway.delivery.outbox", "gateway.ingest"),
+        ("gateway.delivery.failed", "gateway.http.dialects"),
+        ("gateway.delivery.process", "adapters.databuddy"),
         ("gateway.server", "bench.target"),
         ("gateway.cli.admin", "bench"),
         ("gateway.http.ops", "bench.report"),

@@ -14,7 +14,7 @@ from gateway.cli.common import load_settings, run
 
 def cmd_relay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from gateway import logs
-    from gateway.relay import serve_relay
+    from gateway.delivery.process import serve_relay
 
     settings = load_settings(
         args,

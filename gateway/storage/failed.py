@@ -9,7 +9,8 @@ refusals are counted as dropped, not stored, until retention (``purge``, in chun
 again, so a flood of bad items cannot fill the disk.
 
 ``document`` is what one refused item reads as in JSON, wherever it is shown: the lines of
-``eventgw events failed --json`` and the messages the relay publishes (``gateway.failed_relay``).
+``eventgw events failed --json`` and the messages the relay publishes
+(``gateway.delivery.failed``).
 ``published_at`` (migration 0004) is the relay's: NULL until the broker acknowledged the item.
 """
 

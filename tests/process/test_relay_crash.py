@@ -15,11 +15,11 @@ import orjson
 import pytest
 
 from gateway.config import Settings
-from gateway.delivery import Relay, outbox_lag
-from gateway.jetstream import Publisher
-from gateway.relay import connect
+from gateway.delivery.jetstream import Publisher
+from gateway.delivery.outbox import Relay, outbox_lag
+from gateway.delivery.process import connect
 from gateway.storage.engine import create_engine
-from tests.gateway.relay.test_relay import delivered, delivered_count
+from tests.gateway.delivery.test_outbox import delivered, delivered_count
 from tests.harness import ROOT, eventually
 from tests.jetstream import NATS_SERVER, Broker, Stream, event_rows, nats_url, seed
 

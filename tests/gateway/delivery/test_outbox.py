@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from gateway.config import Settings
-from gateway.delivery import Relay, outbox_lag, subject_token
-from gateway.jetstream import Publisher
+from gateway.delivery.jetstream import Publisher
+from gateway.delivery.outbox import Relay, outbox_lag, subject_token
+from gateway.delivery.process import connect, serve_relay
 from gateway.pb.event_pb2 import Event
-from gateway.relay import connect, serve_relay
 from gateway.storage.engine import create_engine, now_us
 from gateway.storage.schema import events
 from tests.harness import eventually, free_port

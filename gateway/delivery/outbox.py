@@ -1,6 +1,7 @@
 """Delivery of the outbox to NATS JetStream: committed, undelivered events from the ``events``
 table become stream messages, exactly once in the stream, in commit order (``Relay``); and the
-outbox's backlog (``outbox_lag``). ``gateway.relay`` runs this as the ``eventgw relay`` process.
+outbox's backlog (``outbox_lag``). ``gateway.delivery.process`` runs this as the ``eventgw relay``
+process.
 
 One step claims a batch of undelivered rows in ``seq`` order, publishes each stored payload (the
 serialized canonical ``Event``) to ``<prefix>.<project id>.<event type>`` with header
@@ -35,7 +36,7 @@ from sqlalchemy import BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.jetstream import (
+from gateway.delivery.jetstream import (
     ACKED,
     DUPLICATE,
     FAILED,

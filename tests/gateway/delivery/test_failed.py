@@ -21,13 +21,13 @@ from nats.aio.msg import Msg
 from sqlalchemy import select, update
 
 from gateway.config import Settings
-from gateway.delivery import Relay
-from gateway.failed_relay import FailedEventRelay, subject
-from gateway.jetstream import Publisher
+from gateway.delivery.failed import FailedEventRelay, subject
+from gateway.delivery.jetstream import Publisher
+from gateway.delivery.outbox import Relay
+from gateway.delivery.process import serve_relay
 from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
-from gateway.relay import serve_relay
 from gateway.storage.engine import create_engine
 from gateway.storage.failed import FailedEvent, FailedEventStore, failed
 from gateway.storage.schema import failed_events

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.jetstream import (
+from gateway.delivery.jetstream import (
     DUPLICATE,
     FAILED,
     NO_STREAM,

@@ -1,13 +1,13 @@
 """``eventgw relay``: the outbox relay as a process. It connects to NATS (retrying until the broker
 answers; a connection lost later is made again by the next publish), and runs
-``gateway.delivery.Relay`` until SIGTERM/SIGINT, or with ``--once`` until the outbox is drained,
-then prints a summary. With ``relay_failed_events`` it runs
-``gateway.failed_relay.FailedEventRelay`` beside it, on the same connection, which publishes the
-failed events to ``<prefix>.failed.<project id>``.
+``gateway.delivery.outbox.Relay`` until SIGTERM/SIGINT, or with ``--once`` until the outbox is
+drained, then prints a summary. With ``relay_failed_events`` it runs
+``gateway.delivery.failed.FailedEventRelay`` beside it, on the same connection, which publishes
+the failed events to ``<prefix>.failed.<project id>``.
 
 Run it next to the gateway (``eventgw serve --relay`` starts one under the supervisor) or on
-its own, as many as wanted on PostgreSQL (they share the outbox, see ``gateway.delivery``), one per
-SQLite file.
+its own, as many as wanted on PostgreSQL (they share the outbox, see
+``gateway.delivery.outbox``), one per SQLite file.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import migrate
 from gateway.config import ConfigError, Settings
-from gateway.delivery import Lag, Relay, outbox_lag
-from gateway.failed_relay import FailedEventRelay, failed_relay, running
-from gateway.jetstream import NatsError, Publisher
+from gateway.delivery.failed import FailedEventRelay, failed_relay, running
+from gateway.delivery.jetstream import NatsError, Publisher
+from gateway.delivery.outbox import Lag, Relay, outbox_lag
 from gateway.settings_text import mask_url
 from gateway.storage.engine import create_engine
 

@@ -1,7 +1,8 @@
 """Publishing the failed events to NATS JetStream, beside the outbox relay (``relay_failed_events``,
 off by default): each item the failed-events table holds becomes one message, exactly once in the
-stream, in ``seq`` order (``FailedEventRelay``). ``gateway.relay`` runs it next to the ``Relay``
-(``failed_relay``: one when the setting is on; ``running``: its task for the relay's lifetime).
+stream, in ``seq`` order (``FailedEventRelay``). ``gateway.delivery.process`` runs it next to the
+``Relay`` (``failed_relay``: one when the setting is on; ``running``: its task for the relay's
+lifetime).
 
 A message is the item's JSON ``document`` (``gateway.storage.failed``, what ``eventgw events
 failed --json`` prints: project, receive time, dialect, endpoint, reason code, message, field, the
@@ -13,10 +14,10 @@ every event on ``<prefix>.>`` (or ``<prefix>.*.*``) sees the failed events as we
 leave out ``<prefix>.failed.>``.
 
 One step claims up to ``batch_size`` unpublished rows (``published_at`` NULL) in ``seq`` order,
-publishes them as one batch on the outbox relay's connection (``gateway.jetstream``), awaits
-their acks, and sets ``published_at`` on those that were acked. Nothing is marked
-before its ack; a crash between the ack and the mark publishes the row again and the stream's
-duplicate window drops the copy. As in ``gateway.delivery``, PostgreSQL claims with ``FOR UPDATE
+publishes them as one batch on the outbox relay's connection (``gateway.delivery.jetstream``),
+awaits their acks, and sets ``published_at`` on those that were acked. Nothing is marked before
+its ack; a crash between the ack and the mark publishes the row again and the stream's duplicate
+window drops the copy. As in ``gateway.delivery.outbox``, PostgreSQL claims with ``FOR UPDATE
 SKIP LOCKED`` inside the transaction that marks (any number of relays), SQLite with a plain read
 and a short write of its own (one relay per file).
 
@@ -40,8 +41,8 @@ from sqlalchemy import Update, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
-from gateway.delivery import subject_token, until_empty
-from gateway.jetstream import ACKED, DUPLICATE, NO_STREAM, NatsError, Publisher
+from gateway.delivery.jetstream import ACKED, DUPLICATE, NO_STREAM, NatsError, Publisher
+from gateway.delivery.outbox import subject_token, until_empty
 from gateway.storage.engine import is_sqlite, now_us
 from gateway.storage.failed import FailedEvent, document, read
 from gateway.storage.schema import failed_events
