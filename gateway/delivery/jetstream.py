@@ -225,27 +225,28 @@ class Publisher:
 
     async def confirm(self, batch: Batch, *, timeout_s: float) -> list[str]:
         """The answers to ``batch`` once all came, the connection was lost, or ``timeout_s``
-        passed (``PENDING`` for those that did not come)."""
+        passed (``PENDING`` for those that did not come). A batch not fully answered in time
+        leaves the connection for lost: a peer gone silent (no FIN, no RST) would otherwise keep
+        taking frames for as long as TCP retransmits; the next call connects again."""
         lost = self._lost
         try:
             if not batch.done.is_set():
-                writer = self._writer
                 try:
-                    if writer is not None:
-                        await writer.drain()
-                except ConnectionError as exc:
-                    log.warning("NATS %s: publishing failed: %r", self.host, exc)
-                    lost.set()
-                    return batch.answers
-                waiting = asyncio.ensure_future(batch.done.wait())
-                losing = asyncio.ensure_future(lost.wait())
-                try:
-                    await asyncio.wait(
-                        {waiting, losing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    waiting.cancel()
-                    losing.cancel()
+                    async with asyncio.timeout(timeout_s):
+                        if self._writer is not None:
+                            await self._writer.drain()  # a full send buffer waits here
+                        waiting = asyncio.ensure_future(batch.done.wait())
+                        losing = asyncio.ensure_future(lost.wait())
+                        try:
+                            first = asyncio.FIRST_COMPLETED
+                            await asyncio.wait({waiting, losing}, return_when=first)
+                        finally:
+                            waiting.cancel()
+                            losing.cancel()
+                except (TimeoutError, ConnectionError) as exc:
+                    if not lost.is_set():
+                        log.warning("NATS %s: %s; connecting again", self.host, _why(exc))
+                        lost.set()
             return batch.answers
         finally:
             self._batches.pop(batch.number, None)
@@ -380,3 +381,7 @@ class Publisher:
                     pending.answer.set_result(data)
         else:
             self._on_ack(token, header, data)
+
+
+def _why(exc: BaseException) -> str:
+    return "no answer in time" if isinstance(exc, TimeoutError) else f"publishing failed: {exc!r}"

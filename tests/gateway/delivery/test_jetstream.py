@@ -4,9 +4,11 @@ across reads, user/password and token authentication, TLS, a connection lost and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,6 +16,7 @@ from gateway.delivery.jetstream import (
     DUPLICATE,
     FAILED,
     NO_STREAM,
+    PENDING,
     STORED,
     Batch,
     NatsError,
@@ -216,3 +219,70 @@ def _connects(publisher: Publisher):  # type: ignore[no-untyped-def]
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class Blackhole:
+    """A TCP proxy to ``upstream`` that, once ``silent``, swallows what both sides send: a peer
+    gone without a FIN or an RST. New connections are forwarded again once it is not."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream, self.silent = upstream, False
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if not self.silent:
+                    dst.write(data)
+
+        pipes = [
+            asyncio.ensure_future(pipe(reader, up_writer)),
+            asyncio.ensure_future(pipe(up_reader, writer)),
+        ]
+        with contextlib.suppress(Exception):
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        for end in (writer, up_writer):
+            end.close()
+            with contextlib.suppress(Exception):
+                await end.wait_closed()
+
+    async def close(self) -> None:
+        for end in self.writers:
+            end.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_broker_gone_silent_fails_the_batch_in_time_and_is_connected_again(
+    stream: Stream,
+) -> None:
+    upstream = urlsplit(nats_url())
+    proxy = Blackhole((upstream.hostname or "127.0.0.1", upstream.port or 4222))
+    publisher = Publisher(f"nats://127.0.0.1:{await proxy.start()}")
+    try:
+        await add_stream(publisher, stream.name, stream.prefix)
+        first = [(f"{stream.prefix}.p.t", "1", b"{}")]
+        assert await publisher.publish(first, timeout_s=5) == [STORED]
+        proxy.silent = True  # the connection stays open; nothing passes any more
+        lost = [(f"{stream.prefix}.p.t", "2", b"{}")]
+        assert await publisher.publish(lost, timeout_s=0.5) == [PENDING]
+        assert not publisher.connected
+        proxy.silent = False
+        again = [*first, *lost]
+        assert await publisher.publish(again, timeout_s=5) == [DUPLICATE, STORED]
+        assert publisher.connections == 2
+    finally:
+        await publisher.close()
+        await proxy.close()
