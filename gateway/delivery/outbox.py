@@ -11,6 +11,8 @@ before its ack, so a crash or a broker outage loses nothing: the rows stay undel
 published again, and the stream's duplicate window (``DUPLICATE_WINDOW_SECONDS``) drops a copy of
 a message it already stored (a crash between the ack and the commit). The events of a batch that
 were not acked are published again after the acked ones, so only a failure reorders the stream.
+Up to ``PIPELINE_DEPTH`` steps run at once: each claims and sends under one lock (claim order is
+stream order), then awaits its acks and marks while the next batch goes out.
 
 On PostgreSQL the claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` and the publish and the update
 happen inside the transaction that holds the row locks: several relays (processes, machines) share
@@ -18,7 +20,8 @@ the outbox, each batch goes to exactly one of them, and a relay that dies releas
 its connection. Order then holds per relay, not across relays. SQLite has one writer and no row
 locks: run one relay per SQLite file (a second one would publish the same rows; the broker would
 drop the copies). There the claim is a plain read and the update a short write transaction of its
-own, so the relay never holds SQLite's write lock while it waits for the broker.
+own, so the relay never holds SQLite's write lock while it waits for the broker; a claim starts
+past the batches in flight (``_after``), as nothing locks them.
 """
 
 from __future__ import annotations
