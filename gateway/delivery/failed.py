@@ -42,7 +42,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
 from gateway.delivery.jetstream import ACKED, DUPLICATE, NO_STREAM, NatsError, Publisher
-from gateway.delivery.outbox import subject_token, until_empty
+from gateway.delivery.outbox import (
+    ACK_TIMEOUT_SECONDS,
+    ONCE_MAX_FAILURES,
+    subject_token,
+    until_empty,
+)
 from gateway.storage.engine import is_sqlite, now_us
 from gateway.storage.failed import FailedEvent, document, read
 from gateway.storage.schema import failed_events
@@ -51,8 +56,6 @@ log = logging.getLogger(__name__)
 
 SUBJECT_TOKEN = "failed"
 BATCH_SIZE = 100
-ACK_TIMEOUT_SECONDS = 5.0
-ONCE_MAX_FAILURES = 5
 
 
 def subject(prefix: str, project_id: str) -> str:
