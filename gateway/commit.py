@@ -1,9 +1,11 @@
 """Group commit: the writer tasks that turn queued jobs into transactions, and their answers.
 
 A writer task (one on SQLite, several side by side on PostgreSQL) takes whatever jobs are queued
-and commits them in one transaction: one ``INSERT .. ON CONFLICT DO NOTHING`` for all their
-events and, for the jobs that carry an idempotency claim, their ``Result``s, stored with the
-events. Only then is each job answered. Durability costs one commit per group.
+and commits them in one transaction: first the idempotency keys of the jobs that carry a new one
+(a job whose key exists already is left out, and answered None: its caller decides it by the
+stored key), then one ``INSERT .. ON CONFLICT DO NOTHING`` for all the other jobs' events, then
+the keyed jobs' ``Result``s, stored with their keys. Only then is each job answered. Durability
+costs one commit per group, keyed or not.
 
 On a SQLite file each writer task commits on a ``SqliteWriter`` of its own (a plain ``sqlite3``
 connection on a thread of its own): the whole transaction, results included, is one call there.
@@ -31,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.errors import GatewayError, Overloaded, StorageUnavailable
 from gateway.model import Outcome, Result
 from gateway.storage.engine import engine_sqlite_pragmas, sqlite_file
-from gateway.storage.events import EventStore, NewKeys, Row, commit_rows
-from gateway.storage.idempotency import Claim, IdempotencyStore
+from gateway.storage.events import EventStore, NewKeys, Row, commit_rows, insert_pages, transaction
+from gateway.storage.idempotency import Claim, IdempotencyStore, NewKey
 from gateway.storage.writer import SqliteWriter
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ _KEY = itemgetter(0, 1)  # a row's (project id, event id)
 @dataclass(eq=False, kw_only=True, slots=True)
 class Job:
     """One submission's rows and how to answer it. ``positions[i]`` is row ``i``'s index in the
-    request (None: the rows are the request's items, in order); ``size`` items in all."""
+    request (None: the rows are the request's items, in order); ``size`` items in all. ``claim``:
+    the idempotency key its ``Result`` is stored under (a ``NewKey`` is inserted first)."""
 
     rows: list[Row]
     size: int
@@ -51,7 +54,7 @@ class Job:
     rejected: Mapping[int, Outcome] = field(default_factory=dict)
     error: GatewayError | None = None
     claim: Claim | None = None
-    future: asyncio.Future[Result] = field(
+    future: asyncio.Future[Result | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -156,9 +159,10 @@ class GroupCommitter:
             self._queue.put_nowait(None)
         await asyncio.gather(*writers)
 
-    async def commit(self, job: Job) -> Result:
+    async def commit(self, job: Job) -> Result | None:
         """Queue ``job`` (waiting while the queue is full; ``Overloaded`` past ``queue_wait_s``)
-        and answer its ``Result`` once committed."""
+        and answer its ``Result`` once committed (None: its ``NewKey`` existed, nothing of it was
+        stored)."""
         if not self._writers:
             raise StorageUnavailable("The gateway is shutting down", retry_after=1)
         n, bound = len(job.rows), self.limits.queue_max_events
@@ -252,42 +256,72 @@ class GroupCommitter:
 
     def _transaction(
         self, group: list[Job], rows: list[Row]
-    ) -> Callable[[sqlite3.Connection], list[Result]]:
+    ) -> Callable[[sqlite3.Connection], list[Result | None]]:
         """The group's transaction on the SQLite writer's thread. SQLite decides the duplicates
         inside the group too (it inserts in order: a key's first row is stored, a later one
         conflicts), so keys are compared here only when some row was not stored."""
-        complete = self.idempotency.complete_sqlite
+        store = self.idempotency
 
-        def run(db: sqlite3.Connection) -> list[Result]:
-            results: list[Result] = []
-
-            def settle(new: NewKeys) -> None:
+        def run(db: sqlite3.Connection) -> list[Result | None]:
+            if all(job.claim is None for job in group):
+                # Nothing to store with the events: a single statement, when one page.
+                new = commit_rows(db, rows)
                 first = None if new is None else _first_rows(rows)
-                results.extend(job.result(new, first) for job in group)
-                for job, result in zip(group, results, strict=True):
-                    if job.claim is not None:
-                        complete(db, job.claim, result.encode())
-
-            if any(job.claim is not None for job in group):
-                commit_rows(db, rows, settle)
-            else:  # nothing to store with the events: a single statement, when one page
-                settle(commit_rows(db, rows))
-            return results
+                return [job.result(new, first) for job in group]
+            with transaction(db):
+                kept = [
+                    job
+                    for job in group
+                    if not isinstance(job.claim, NewKey) or store.insert_new_sqlite(db, job.claim)
+                ]
+                stored = rows if len(kept) == len(group) else _rows_of(kept)
+                new = insert_pages(db, stored)
+                first = None if new is None else _first_rows(stored)
+                answers, completions = _settled(group, kept, new, first)
+                for claim, result in completions:
+                    store.complete_sqlite(db, claim, result)
+            return answers
 
         return run
 
     async def _commit_on(
         self, conn: AsyncConnection, group: list[Job], rows: list[Row]
-    ) -> list[Result]:
-        first = _first_rows(rows)
-        unique = rows if first is None else list(first.values())
+    ) -> list[Result | None]:
+        store = self.idempotency
         async with conn.begin():
+            # Keys in one order, as the events are: two groups never wait for each other's.
+            keyed = sorted(
+                (job.claim for job in group if isinstance(job.claim, NewKey)),
+                key=lambda claim: (claim.project_id, claim.key),
+            )
+            taken = {id(claim) for claim in keyed if not await store.insert_new(conn, claim)}
+            kept = [job for job in group if id(job.claim) not in taken]
+            stored = rows if not taken else _rows_of(kept)
+            first = _first_rows(stored)
+            unique = stored if first is None else list(first.values())
             new = await self.events.insert_rows(conn, unique)
-            results = [job.result(new, first) for job in group]
-            for job, result in zip(group, results, strict=True):
-                if job.claim is not None:
-                    await self.idempotency.complete(conn, job.claim, result.encode())
-        return results
+            answers, completions = _settled(group, kept, new, first)
+            for claim, result in completions:
+                await store.complete(conn, claim, result)
+        return answers
+
+
+def _settled(
+    group: list[Job], kept: list[Job], new: NewKeys, first: dict[tuple[str, str], Row] | None
+) -> tuple[list[Result | None], list[tuple[Claim, bytes]]]:
+    """Each job's answer (None: left out, ``kept`` were stored), and the encoded ``Result`` to
+    store under each kept job's claim."""
+    answers: dict[int, Result] = {}
+    completions = []
+    for job in kept:
+        result = answers[id(job)] = job.result(new, first)
+        if job.claim is not None:
+            completions.append((job.claim, result.encode()))
+    return [answers.get(id(job)) for job in group], completions
+
+
+def _rows_of(jobs: Sequence[Job]) -> list[Row]:
+    return list(chain.from_iterable(job.rows for job in jobs))
 
 
 def _first_rows(rows: Sequence[Row]) -> dict[tuple[str, str], Row] | None:

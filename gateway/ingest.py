@@ -2,12 +2,13 @@
 
 The front has authenticated the request and translated it into a ``Submission``. ``submit``
 
-1. claims the request's idempotency key, if any (a completed key answers its stored ``Result``,
-   marked replayed; a key stored before results were stored whole answers its rendered bytes);
-2. serializes each event once into its outbox row and checks its size on those bytes (an event
+1. serializes each event once into its outbox row and checks its size on those bytes (an event
    too large is rejected alone where the route answers per item, else the request is refused);
-3. hands the rows to the group committer (``gateway.commit``), which stores them, together with
-   the ``Result`` of a keyed request, in one transaction, and answers the ``Result``.
+2. hands the rows to the group committer (``gateway.commit``), which stores them, together with
+   a keyed request's key and ``Result``, in one transaction, and answers the ``Result``;
+3. for a keyed request whose key was stored already, answers what the key says instead (its
+   stored ``Result``, marked replayed; a key stored before results were stored whole answers its
+   rendered bytes), and stores nothing.
 
 What it refused (rejected items, or every item of a request its content refused whole) it
 hands to ``Refusals`` on the way, for the failed-events table.
@@ -25,7 +26,7 @@ from itertools import repeat
 from operator import itemgetter
 
 from gateway.commit import GroupCommitter, Job, WriterLimits
-from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from gateway.errors import GatewayError, IdempotencyInFlight, InvalidRequest, PayloadTooLarge
 from gateway.failures import Refusals
 from gateway.model import (
     MAX_IDEMPOTENCY_KEY,
@@ -86,26 +87,15 @@ class Ingestor:
     async def submit(self, submission: Submission) -> Result:
         """Store ``submission``'s events (their ``project_id`` is set here) and answer its
         ``Result``; raises the ``GatewayError`` that refused it whole, if any."""
-        claim = None
         if submission.idempotency_key is not None:
-            decided = await self._claim(submission)
-            if isinstance(decided, Result):
-                return decided
-            claim = decided
+            return await self._submit_keyed(submission)
         job = self._job(submission)
-        if self.refusals is not None and (job.error is not None or job.rejected):
-            self.refusals.add(refused(submission, job))
-        if job.error is not None and claim is None:
+        self._refused(submission, job)
+        if job.error is not None:
             raise job.error
-        job.claim = claim
-        try:
-            return await self._committer.commit(job)
-        except GatewayError as exc:
-            # Nothing was stored: a retry with the same key runs afresh.
-            if claim is not None and exc.retryable:
-                with contextlib.suppress(Exception):
-                    await self.idempotency.release(claim)
-            raise
+        result = await self._committer.commit(job)
+        assert result is not None
+        return result
 
     async def lookup(self, project_id: str, key: str, endpoint: str) -> Result | None:
         """The stored ``Result`` of a completed submission to ``endpoint`` under ``key``."""
@@ -115,7 +105,9 @@ class Ingestor:
             return None
         return _replayed(replay)
 
-    async def _claim(self, submission: Submission) -> Claim | Result:
+    async def _submit_keyed(self, submission: Submission) -> Result:
+        """A keyed submission: stored with its new key in one transaction, or, when the key
+        exists, answered by it (a replay, or a refusal while another request holds it)."""
         key = submission.idempotency_key
         assert key is not None
         if not key or len(key) > MAX_IDEMPOTENCY_KEY:
@@ -123,14 +115,41 @@ class Ingestor:
                 f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters",
                 field="idempotency_key",
             )
-        with storage_errors("idempotency claim"):
-            decided = await self.idempotency.claim(
-                submission.project_id,
-                key,
-                endpoint=submission.endpoint,
-                fingerprint=submission.fingerprint,
-            )
-        return decided if isinstance(decided, Claim) else _replayed(decided)
+        project_id, store = submission.project_id, self.idempotency
+        request = {"endpoint": submission.endpoint, "fingerprint": submission.fingerprint}
+        for _ in range(3):
+            job = self._job(submission)
+            job.claim = store.new_key(project_id, key, **request)
+            result = await self._committer.commit(job)
+            if result is None:  # the key exists
+                with storage_errors("idempotency claim"):
+                    decided = await store.existing(project_id, key, **request)
+                if decided is None:  # expired, and deleted: try again
+                    continue
+                if isinstance(decided, Replay):
+                    return _replayed(decided)
+                job = self._job(submission)  # a lock taken over from a holder that died
+                job.claim = decided
+                result = await self._commit_claimed(job, decided)
+            self._refused(submission, job)
+            return result
+        raise IdempotencyInFlight("Idempotency key is being processed", retry_after=1)
+
+    async def _commit_claimed(self, job: Job, claim: Claim) -> Result:
+        try:
+            result = await self._committer.commit(job)
+        except GatewayError as exc:
+            # Nothing was stored: a retry with the same key runs afresh.
+            if exc.retryable:
+                with contextlib.suppress(Exception):
+                    await self.idempotency.release(claim)
+            raise
+        assert result is not None
+        return result
+
+    def _refused(self, submission: Submission, job: Job) -> None:
+        if self.refusals is not None and (job.error is not None or job.rejected):
+            self.refusals.add(refused(submission, job))
 
     def _job(self, submission: Submission) -> Job:
         """The submission's outbox rows and how to answer it (``error``: refused whole)."""

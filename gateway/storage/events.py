@@ -167,7 +167,7 @@ def commit_rows(
     a later one conflicts as with a stored row (the answer is then never None)."""
     if not rows:
         if then is not None:
-            with _transaction(db):
+            with transaction(db):
                 then(None)
         return None
     pages = list(_sqlite_pages(rows))
@@ -176,21 +176,29 @@ def commit_rows(
         # in a single step, one release of the GIL where BEGIN, INSERT, COMMIT take three.
         cursor = db.execute(*pages[0])
         return _new_sqlite(db, max(cursor.rowcount, 0), cursor.lastrowid or 0, rows)
-    with _transaction(db):
-        changed = last = 0
-        for statement, params in pages:
-            cursor = db.execute(statement, params)
-            if cursor.rowcount > 0:
-                changed += cursor.rowcount
-                last = cursor.lastrowid or 0
-        new = _new_sqlite(db, changed, last, rows)
+    with transaction(db):
+        new = insert_pages(db, rows, pages)
         if then is not None:
             then(new)
     return new
 
 
+def insert_pages(
+    db: sqlite3.Connection, rows: Sequence[Row], pages: Sequence[tuple[str, list[Any]]] = ()
+) -> NewKeys:
+    """Insert ``rows`` (in ``pages``, when already made) inside the caller's ``transaction``
+    on the SQLite writer's connection; the new keys."""
+    changed = last = 0
+    for statement, params in pages or _sqlite_pages(rows):
+        cursor = db.execute(statement, params)
+        if cursor.rowcount > 0:
+            changed += cursor.rowcount
+            last = cursor.lastrowid or 0
+    return _new_sqlite(db, changed, last, rows)
+
+
 @contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
     # IMMEDIATE: the write lock first (waiting for it under busy_timeout), so the transaction
     # never has to upgrade a read to a write another connection got to first.
     db.execute("BEGIN IMMEDIATE")

@@ -1,18 +1,23 @@
 """Idempotency keys with their stored responses.
 
-A key moves ``in_flight`` → ``completed`` (or is released when its request failed in a way worth
-retrying). A completed key holds the request's result as the pipeline encoded it (``result``);
-keys completed before migration 0002 hold the rendered response instead (status, headers and
-body), which is replayed as it is. ``claim`` decides, atomically in the database, what a request
-carrying a key may do:
+A request's key is stored by the transaction that stores its events (the group commit's):
+``new_key`` describes it, ``insert_new`` inserts it there (False when the key exists, and then the
+request's events are left out of the transaction), and ``complete`` stores the request's result
+with it before the commit. A key is never seen without its events and result, and a request cut
+off before its commit leaves nothing behind. A key that existed is decided afterwards by
+``existing``, which ``claim`` (a key's lock taken in a transaction of its own) also uses:
 
-- new key: the caller holds its lock (``Claim``) and completes it in the transaction that stores
-  its events (``complete``), so a stored response and its events commit together;
 - completed, same fingerprint: ``Replay`` of the stored response;
 - different fingerprint: ``IdempotencyKeyReused``;
 - in flight: ``IdempotencyInFlight``, unless its lock is older than the timeout: then the lock is
   taken over (the first holder died);
 - expired (past retention): treated as new.
+
+A completed key holds the request's result as the pipeline encoded it (``result``); keys
+completed before migration 0002 hold the rendered response instead (status, headers and body),
+which is replayed as it is. Keys in flight are those ``claim``ed, by a gateway that stored keys in
+a transaction of their own (before this one) or by a takeover: they are completed the same way,
+or released when their request failed in a way worth retrying.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -45,6 +52,29 @@ class Claim:
     project_id: str
     key: str
     token: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewKey(Claim):
+    """A key not stored yet: inserted, in flight, by the transaction that stores its events."""
+
+    endpoint: str
+    fingerprint: str
+    created_at: int
+    expires_at: int
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "key": self.key,
+            "endpoint": self.endpoint,
+            "fingerprint": self.fingerprint,
+            "state": "in_flight",
+            "token": self.token,
+            "created_at": self.created_at,
+            "locked_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +109,16 @@ _COMPLETE = (
     .values(state="completed", result=bindparam("claim_result"))
 )
 _COMPLETE_SQLITE = SqliteSql(_COMPLETE)
+# A new key, unless the key exists (its request is then decided by ``existing``).
+_NEW_COLUMNS = (
+    "project_id", "key", "endpoint", "fingerprint", "state", "token", "created_at", "locked_at",
+    "expires_at",
+)  # fmt: skip
+_INSERT_NEW_SQLITE = SqliteSql(
+    sqlite_insert(keys)
+    .values({name: bindparam(name) for name in _NEW_COLUMNS})
+    .on_conflict_do_nothing()
+)
 
 
 def _completion(claim: Claim, result: bytes) -> dict[str, Any]:
@@ -96,9 +136,36 @@ class IdempotencyStore:
         self.retention_us = int(retention_s * 1_000_000)
         self.lock_timeout_us = int(lock_timeout_s * 1_000_000)
 
+    def new_key(self, project_id: str, key: str, *, endpoint: str, fingerprint: str) -> NewKey:
+        now = now_us()
+        return NewKey(
+            project_id=project_id,
+            key=key,
+            token=uuid.uuid4().hex,
+            endpoint=endpoint,
+            fingerprint=fingerprint,
+            created_at=now,
+            expires_at=now + self.retention_us,
+        )
+
+    async def insert_new(self, conn: AsyncConnection, new: NewKey) -> bool:
+        """Insert ``new`` in the caller's transaction; False when its key exists. On PostgreSQL
+        a key another transaction is inserting waits for that transaction's end."""
+        insert_ = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+        statement = insert_(keys).values(new.row()).on_conflict_do_nothing()
+        return (await conn.execute(statement)).rowcount == 1
+
+    @staticmethod
+    def insert_new_sqlite(db: sqlite3.Connection, new: NewKey) -> bool:
+        """``insert_new`` on the SQLite writer's own connection, inside its transaction."""
+        cursor = db.execute(_INSERT_NEW_SQLITE.sql, _INSERT_NEW_SQLITE.params(new.row()))
+        return cursor.rowcount == 1
+
     async def claim(
         self, project_id: str, key: str, *, endpoint: str, fingerprint: str
     ) -> Claim | Replay:
+        """Take ``key``'s lock in a transaction of its own (``Claim``), or decide the request
+        by the key's stored state."""
         for _ in range(3):
             now, token = now_us(), uuid.uuid4().hex
             try:
@@ -119,13 +186,15 @@ class IdempotencyStore:
                 return Claim(project_id=project_id, key=key, token=token)
             except IntegrityError:
                 pass
-            outcome = await self._existing(project_id, key, endpoint, fingerprint)
+            outcome = await self.existing(
+                project_id, key, endpoint=endpoint, fingerprint=fingerprint
+            )
             if outcome is not None:
                 return outcome
         raise IdempotencyInFlight("Idempotency key is being processed", retry_after=1)
 
-    async def _existing(
-        self, project_id: str, key: str, endpoint: str, fingerprint: str
+    async def existing(
+        self, project_id: str, key: str, *, endpoint: str, fingerprint: str
     ) -> Claim | Replay | None:
         """Decide on a key that exists; None: it vanished or expired, so try to insert again."""
         where = (keys.c.project_id == project_id) & (keys.c.key == key)

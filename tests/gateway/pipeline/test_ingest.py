@@ -1,9 +1,10 @@
 """The ingestor's group commit on both backends: concurrent requests share one transaction, an
 event id repeated within a group or across groups is stored once (the first request to carry it
-gets ACCEPTED, later ones DUPLICATE), a keyed request's result commits with its events (and a
-refused one's refusal), an event too large is rejected alone on a per-item route, and neither
-several writers of one ingestor nor two ingestors on one database (two gateway processes) ever
-store an event twice."""
+gets ACCEPTED, later ones DUPLICATE), a keyed request's key and result commit with its events (a
+refused one's refusal too; one key sent by several requests at once is stored once and the others
+replay it; a failed commit leaves no key behind), an event too large is rejected alone on a
+per-item route, and neither several writers of one ingestor nor two ingestors on one database
+(two gateway processes) ever store an event twice."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.commit import WriterLimits
+from gateway.commit import GroupCommitter, Job, WriterLimits
 from gateway.config import Settings
 from gateway.errors import PayloadTooLarge, StorageUnavailable, ValidationFailed
 from gateway.ingest import Ingestor
@@ -25,6 +26,7 @@ from gateway.runtime import POSTGRES_WRITERS, open_runtime
 from gateway.storage.engine import create_engine
 from gateway.storage.events import EventStore
 from gateway.storage.idempotency import IdempotencyStore
+from tests.gateway.storage.conftest import row
 
 P = str(uuid.uuid4())
 A, D = Status.ACCEPTED, Status.DUPLICATE
@@ -125,6 +127,52 @@ async def test_a_refused_request_with_a_key_stores_its_refusal(
     with pytest.raises(ValidationFailed):  # without a key, nothing to store: raised
         await ing.submit(dataclasses.replace(refused, idempotency_key=None))
     assert await stored_ids(engine) == []
+
+
+async def test_one_key_sent_at_once_is_stored_once_and_the_others_replay_it(
+    database_url: str,
+) -> None:
+    engines = [create_engine(Settings(database_url=database_url)) for _ in range(2)]
+    ings = [ingestor(e) for e in engines]
+    for ing in ings:
+        await ing.start()
+    try:  # three at once through each of two ingestors (two gateway processes)
+        results = await asyncio.gather(
+            *(ing.submit(sub(events("s-a", "s-b"), key="same")) for ing in ings for _ in range(3))
+        )
+        assert sorted(await stored_ids(engines[0])) == ["s-a", "s-b"]
+    finally:
+        for ing in ings:
+            await ing.stop()
+        for e in engines:
+            await e.dispose()
+    (first,) = [r for r in results if not r.replayed]
+    assert [o.status for o in first] == [A, A]
+    assert all(list(r) == list(first) for r in results)
+
+
+async def test_a_keyed_request_whose_commit_fails_leaves_no_key_behind(
+    engine: AsyncEngine,
+) -> None:
+    store = IdempotencyStore(engine, retention_s=3600, lock_timeout_s=3600)
+    committer = GroupCommitter(EventStore(engine), store, WriterLimits())
+    request = {"endpoint": "grpc SubmitBatch", "fingerprint": "f"}
+    broken = (P, "bad", "grpc", "track", 0, None)  # payload is NOT NULL: the transaction fails
+    await committer.start()
+    try:
+        failing = Job(rows=[row(P, "x"), broken], size=2, claim=store.new_key(P, "k", **request))
+        with pytest.raises(StorageUnavailable):
+            await committer.commit(failing)
+        # Not in flight: the key went with the events, so the retry runs at once.
+        assert await store.existing(P, "k", **request) is None
+        retry = Job(rows=[row(P, "x")], size=1, claim=store.new_key(P, "k", **request))
+        result = await committer.commit(retry)
+    finally:
+        await committer.stop()
+    assert result is not None and result.accepted == 1
+    replay = await store.lookup(P, "k")
+    assert replay is not None and replay.result == result.encode()
+    assert await stored_ids(engine) == ["x"]
 
 
 async def test_an_event_too_large_is_rejected_alone_where_the_route_answers_per_item(
