@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import types
 import uuid
 
 import grpc
@@ -11,7 +13,7 @@ import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.client import Backoff, BufferFull, ClientClosed, Counters, uuid7
+from gateway.client import Backoff, BufferFull, ClientClosed, Counters, events, uuid7
 from gateway.client.buffer import Buffer
 from gateway.client.events import batch_request, decode, encode, track_event
 from gateway.client.retry import DETAILS_KEY, retry_info
@@ -25,6 +27,24 @@ def test_ids_are_uuid7_and_ordered_by_time() -> None:
     assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == 1000
     assert all(first < i for i in ids)
+
+
+def test_a_forked_child_draws_ids_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One millisecond for parent and child: without a fresh start, the child would count on
+    # from the parent's state and hand out the parent's next ids.
+    monkeypatch.setattr(events, "time", types.SimpleNamespace(time_ns=lambda: 1_800_000_000_000))
+    uuid7()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, " ".join(uuid7() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    parent = {uuid7() for _ in range(100)}
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        child = set(pipe.read().decode().split())
+    assert len(child) == 100 and not child & parent
 
 
 def test_a_batch_is_a_submit_batch_request_of_the_events() -> None:
