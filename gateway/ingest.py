@@ -123,7 +123,12 @@ class Ingestor:
             result = await self._committer.commit(job)
             if result is None:  # the key exists
                 with storage_errors("idempotency claim"):
-                    decided = await store.existing(project_id, key, **request)
+                    decided = await store.existing(
+                        project_id,
+                        key,
+                        **request,
+                        earlier_fingerprint=submission.earlier_fingerprint,
+                    )
                 if decided is None:  # expired, and deleted: try again
                     continue
                 if isinstance(decided, Replay):

@@ -95,6 +95,9 @@ class Submission:
     failure: GatewayError | None = None
     idempotency_key: str | None = None
     fingerprint: str = ""  # of the request, for the idempotency key (method, path, body)
+    # The fingerprint an earlier version of the front gave the same request, if it changed:
+    # compared only with a key stored under a fingerprint of that kind.
+    earlier_fingerprint: Callable[[], str] | None = None
     per_item: bool = False
     dialect: str = ""  # the front's dialect ("grpc", "databuddy", ...), for refused items
     # The bytes of each request item as sent, by index: read only when an item is refused.

@@ -58,7 +58,8 @@ class SubmitBatchRequest(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Optional. The same key with the same request returns the stored response (replayed = true);
-    with a different request: FAILED_PRECONDITION; while the first is in flight: ABORTED.
+    with a different request: FAILED_PRECONDITION; while the first is in flight: ABORTED. The
+    same request: the same event ids, in order (an event without an id: the same event).
     """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]: ...

@@ -21,13 +21,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import InvalidRequest
 from gateway.ids import uuid5, uuid7
 from gateway.model import TYPE_NAMES, Encoded, Outcome, Result, Status, Submission
 from gateway.pb.event_pb2 import Event, EventType
-from gateway.pb.gateway_pb2 import EventStatus, SubmitBatchResponse
+from gateway.pb.gateway_pb2 import EventStatus, SubmitBatchRequest, SubmitBatchResponse
 from gateway.rpc.batch import Batch
 
 ENDPOINT = "grpc SubmitBatch"
@@ -163,9 +164,9 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
         payloads.append(_join((encoded, suffixes[(not kind) * 2 + (not timed)])))
         ids.append(event_id)
         types.append(TYPE_NAMES[kind or _TRACK])
-    fingerprint = ""
+    fingerprint, earlier = "", None
     if key is not None:
-        fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        fingerprint, earlier = _fingerprint(request), lambda: _earlier_fingerprint(request)
     return Submission(
         project_id=project_id,
         endpoint=ENDPOINT,
@@ -176,10 +177,31 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
         rejected=rejected,
         idempotency_key=key,
         fingerprint=fingerprint,
+        earlier_fingerprint=earlier,
         per_item=True,
         dialect="grpc",
         items=lambda: batch.events,
     )
+
+
+def _fingerprint(request: SubmitBatchRequest) -> str:
+    """What a batch's idempotency key is bound to: each event's id where the client gave one,
+    else the event itself (deterministically serialized). An id names one event for good (the
+    outbox stores an id once), so a retry is the same batch when its ids are, however its client
+    serialized it again; and hashing 500 ids rather than serializing 500 events again is most
+    of the cost of a keyed batch saved. Marked ``2:`` apart from ``_earlier_fingerprint``."""
+    bound = [
+        "i:" + event.id if event.id else "e:" + event.SerializeToString(deterministic=True).hex()
+        for event in request.events
+    ]
+    return "2:" + hashlib.sha256(orjson.dumps(bound)).hexdigest()[:62]
+
+
+def _earlier_fingerprint(request: SubmitBatchRequest) -> str:
+    """The fingerprint of keys stored before ``_fingerprint``'s: the whole request,
+    deterministically serialized (compared only with such a key, so a retry across an upgrade
+    is still a replay)."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 def response(result: Result) -> SubmitBatchResponse:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,9 +195,17 @@ class IdempotencyStore:
         raise IdempotencyInFlight("Idempotency key is being processed", retry_after=1)
 
     async def existing(
-        self, project_id: str, key: str, *, endpoint: str, fingerprint: str
+        self,
+        project_id: str,
+        key: str,
+        *,
+        endpoint: str,
+        fingerprint: str,
+        earlier_fingerprint: Callable[[], str] | None = None,
     ) -> Claim | Replay | None:
-        """Decide on a key that exists; None: it vanished or expired, so try to insert again."""
+        """Decide on a key that exists; None: it vanished or expired, so try to insert again.
+        ``earlier_fingerprint``: the request's fingerprint as an earlier version of its front
+        made it, for a key stored by that version."""
         where = (keys.c.project_id == project_id) & (keys.c.key == key)
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(keys).where(where))).one_or_none()
@@ -206,7 +215,12 @@ class IdempotencyStore:
             if row.expires_at <= now:
                 await conn.execute(delete(keys).where(where & (keys.c.token == row.token)))
                 return None
-            if row.fingerprint != fingerprint or row.endpoint != endpoint:
+            same = row.fingerprint == fingerprint or (
+                earlier_fingerprint is not None
+                and row.fingerprint[:2] != fingerprint[:2]
+                and row.fingerprint == earlier_fingerprint()
+            )
+            if not same or row.endpoint != endpoint:
                 raise IdempotencyKeyReused(
                     "Idempotency-Key was already used with a different request"
                 )

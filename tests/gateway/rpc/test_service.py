@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.protobuf.struct_pb2 import Struct, Value
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from gateway.config import Settings
+from gateway.model import Result
 from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import (
     Engagement,
@@ -28,11 +31,13 @@ from gateway.pb.gateway_pb2 import (
     SubmitBatchResponse,
 )
 from gateway.storage.engine import create_engine
+from gateway.storage.idempotency import Claim, IdempotencyStore
 from gateway.storage.tenants import TenantStore
 from tests.harness import Gateway
 
 ACCEPTED = EventStatus.EVENT_STATUS_ACCEPTED
 DUPLICATE = EventStatus.EVENT_STATUS_DUPLICATE
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 REJECTED = EventStatus.EVENT_STATUS_REJECTED
 
 
@@ -85,6 +90,76 @@ async def test_500_event_batch_is_accepted_replayed_refused_and_deduplicated(
         GetSubmissionRequest(idempotency_key="key-1"), metadata=auth(gateway)
     )
     assert fetched.replayed and fetched.accepted == 500
+
+
+def keyed_batch(key: str, event_id: str, properties: list[tuple[str, str]]) -> bytes:
+    """A serialized one-event ``SubmitBatchRequest`` whose properties are on the wire in the
+    order given (protobuf serializes a map in an order of its own choosing)."""
+    struct = b"".join(
+        Struct(fields={name: Value(string_value=value)}).SerializeToString()
+        for name, value in properties
+    )
+    event = Event(id=event_id, name="order_completed").SerializeToString()
+    event += b"\x82\x01" + bytes([len(struct)]) + struct  # field 16, properties
+    request = SubmitBatchRequest(idempotency_key=key).SerializeToString()
+    return request + b"\x12" + bytes([len(event)]) + event  # field 2, events
+
+
+async def test_what_a_key_is_bound_to(gateway: Gateway) -> None:
+    entries = [("a", "1"), ("b", "2"), ("c", "3")]
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary("/eventgw.v1.EventGateway/SubmitBatch", None, None)
+
+        async def submit(request: bytes) -> SubmitBatchResponse:
+            raw = await call(request, metadata=auth(gateway))
+            return SubmitBatchResponse.FromString(raw)
+
+        async def refused(request: bytes) -> grpc.StatusCode:
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await submit(request)
+            return error.value.code()
+
+        assert not (await submit(keyed_batch("k", "m-1", entries))).replayed
+        # The same batch serialized again with its map entries in another order (as Go's
+        # protobuf does on purpose): other bytes, the same batch.
+        assert (await submit(keyed_batch("k", "m-1", entries[::-1]))).replayed
+        # The client's ids are the batch: the same ids are the same events (stored once however
+        # they are sent), so other content under them replays the first answer, storing nothing.
+        assert (await submit(keyed_batch("k", "m-1", [("a", "9")]))).replayed
+        # Events without ids are bound by their content.
+        assert not (await submit(keyed_batch("n", "", entries))).replayed
+        assert (await submit(keyed_batch("n", "", entries[::-1]))).replayed
+        assert await refused(keyed_batch("n", "", [("a", "9")])) == FAILED_PRECONDITION
+        for other in (batch("m", 2, key="k"), SubmitBatchRequest(idempotency_key="k")):
+            assert await refused(other.SerializeToString()) == FAILED_PRECONDITION
+    stored = await gateway.stored()
+    assert len(stored) == 2 and all(e.properties["a"] == "1" for e in stored)
+
+
+async def test_a_key_stored_by_an_earlier_version_is_still_replayed(
+    gateway: Gateway, stub: gateway_pb2_grpc.EventGatewayStub
+) -> None:
+    # Keys used to be bound to the whole request, deterministically serialized.
+    request = batch("old", 3, key="from-before")
+    earlier = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    result = Result([f"old-{i}" for i in range(3)]).encode()
+    engine = create_engine(Settings(database_url=gateway.settings.database_url))
+    try:
+        store = IdempotencyStore(engine, retention_s=60, lock_timeout_s=30)
+        claim = await store.claim(
+            gateway.project_id, "from-before", endpoint="grpc SubmitBatch", fingerprint=earlier
+        )
+        assert isinstance(claim, Claim)
+        async with engine.begin() as conn:
+            await store.complete(conn, claim, result)
+    finally:
+        await engine.dispose()
+    answer = await stub.SubmitBatch(request, metadata=auth(gateway))
+    assert answer.replayed and answer.accepted == 3
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.SubmitBatch(batch("new", 3, key="from-before"), metadata=auth(gateway))
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert await gateway.stored() == []
 
 
 async def test_invalid_events_are_rejected_by_index_and_the_rest_stored(
