@@ -1,13 +1,20 @@
-"""The ``grpc-client`` scenario of ``eventgw bench`` (only when named in ``--scenarios``): events
-through the client for internal services (``gateway.client.EventClient``), as a service would
-send them, in a load process.
+"""The client scenarios of ``eventgw bench`` (only when named in ``--scenarios``): events through
+the client for internal services (``gateway.client.EventClient``), in a load process.
 
-Each process enqueues, from one thread and as fast as the client takes them, the same event as
-``grpc-batch`` sends (``bench.payloads.template_event``'s fields), built with ``track`` and given
-its UUIDv7 at enqueue; the client batches 500 at a time with ``concurrency`` calls in flight.
+Each process enqueues, from one thread and as fast as the client takes them, the event
+``grpc-batch`` sends (``bench.payloads.template_event``'s fields); the client gives each its
+UUIDv7 and time at enqueue, encodes it, and batches 500 at a time with ``concurrency`` calls in
+flight.
+
+- ``grpc-client``: the event is built once and sent again and again (the client stamps it anew
+  each time), as ``grpc-batch``'s generator splices ids into one serialized event: what is
+  counted is the client's own work, set against the raw ``SubmitBatch`` figure.
+- ``grpc-client-build``: every event is built first, with ``track_event`` and the same fields,
+  as an application does: the client's work and the application's.
+
 Counted: events accepted inside the measured window (from the client's counters), batches as
-requests, and the process's CPU time, i.e. the client's CPU per event. Latency is not measured per
-event.
+requests, and the process's CPU time, i.e. the CPU per event of the client (and, in the second,
+of building the event). Latency is not measured per event.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ from bench.window import Gate, Tally, Window
 CHUNK = 100  # events enqueued between looks at the clock
 
 
-def _run(target: Target, concurrency: int, window: Window, gate: Gate) -> Tally:
+CLIENT_SCENARIOS = ("grpc-client", "grpc-client-build")
+
+
+def _run(target: Target, concurrency: int, window: Window, gate: Gate, build: bool) -> Tally:
     from gateway.client import EventClient, track_event
 
     template = template_event()
@@ -46,6 +56,11 @@ def _run(target: Target, concurrency: int, window: Window, gate: Gate) -> Tally:
         start: tuple[float, float, int, int] | None = None
         while True:
             for _ in range(CHUNK):
+                if not build:
+                    template.ClearField("id")
+                    template.ClearField("occurred_at")
+                    client.send(template)
+                    continue
                 event = track_event(
                     template.name,
                     namespace=template.namespace,
@@ -85,9 +100,9 @@ def client_worker(
     gate: Gate,
     results: Any,
 ) -> None:
-    """A load process of the ``grpc-client`` scenario (``bench.load.load_worker``'s signature)."""
+    """A load process of a client scenario (``bench.load.load_worker``'s signature)."""
     try:
-        tally = _run(target, concurrency, window, gate)
+        tally = _run(target, concurrency, window, gate, build=scenario == "grpc-client-build")
     except Exception as exc:
         tally = Tally(errors=1, first_error=f"{type(exc).__name__}: {exc}"[:300])
     results.put(tally)

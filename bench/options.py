@@ -2,9 +2,9 @@
 and how many requests each load process keeps in flight.
 
 The default run is the four ingest scenarios against one gateway; the optional ones run only when
-named: ``grpc-client`` (events through ``gateway.client``) and the pipeline scenarios
-(``pipeline``: ``serve --relay``; ``pipeline-relay``: ``serve`` beside separate ``eventgw relay``
-processes), which load ``SubmitBatch`` as ``grpc-batch`` does while the outbox relay delivers to
+named: ``grpc-client`` and ``grpc-client-build`` (events through ``gateway.client``:
+:mod:`bench.client`) and the pipeline scenarios (``pipeline``: ``serve --relay``;
+``pipeline-relay``: ``serve`` beside separate ``eventgw relay`` processes), which load ``SubmitBatch`` as ``grpc-batch`` does while the outbox relay delivers to
 NATS JetStream (:mod:`bench.pipeline`).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")  # the default run
 PIPELINE_SCENARIOS = ("pipeline", "pipeline-relay")  # ingest with the relay: when named
-OPTIONAL_SCENARIOS = ("grpc-client", *PIPELINE_SCENARIOS)
+OPTIONAL_SCENARIOS = ("grpc-client", "grpc-client-build", *PIPELINE_SCENARIOS)
 # Requests in flight per load-generator process (streams for grpc-stream, each with
 # STREAM_WINDOW batches in flight). A closed loop driven harder than the gateway's throughput
 # gains only queueing; SubmitBatch still gains up to 10 in flight, because each group commit then
@@ -25,6 +25,7 @@ CONCURRENCY = {
     "databuddy-batch": 8,
     "track": 24,
     "grpc-client": 5,  # batches in flight per client, as grpc-batch
+    "grpc-client-build": 5,
     "pipeline": 5,  # the pipeline scenarios' load is grpc-batch's
     "pipeline-relay": 5,
 }

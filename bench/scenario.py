@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from bench.client import client_worker
+from bench.client import CLIENT_SCENARIOS, client_worker
 from bench.load import Target, load_worker
 from bench.options import CONCURRENCY, LOAD, BenchOptions
 from bench.report import Figure, figure
@@ -74,7 +74,7 @@ def run_scenario(
     load = LOAD.get(scenario, scenario)
     workers = [
         ctx.Process(
-            target=client_worker if load == "grpc-client" else load_worker,
+            target=client_worker if load in CLIENT_SCENARIOS else load_worker,
             args=(load, target, n, concurrency, window, gate, results),
             daemon=True,
         )
