@@ -4,8 +4,9 @@ and how many requests each load process keeps in flight.
 The default run is the four ingest scenarios against one gateway; the optional ones run only when
 named: ``grpc-client`` and ``grpc-client-build`` (events through ``gateway.client``:
 :mod:`bench.client`) and the pipeline scenarios (``pipeline``: ``serve --relay``;
-``pipeline-relay``: ``serve`` beside separate ``eventgw relay`` processes), which load ``SubmitBatch`` as ``grpc-batch`` does while the outbox relay delivers to
-NATS JetStream (:mod:`bench.pipeline`).
+``pipeline-relay``: ``serve`` beside separate ``eventgw relay`` processes), which load
+``SubmitBatch`` as ``grpc-batch`` does while the outbox relay delivers to NATS JetStream
+(:mod:`bench.pipeline`).
 """
 
 from __future__ import annotations
