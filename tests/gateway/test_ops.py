@@ -183,11 +183,13 @@ async def test_metrics_count_rest_and_grpc_traffic_exactly(
     assert value(m, "eventgw_batch_size_events_sum", dialect="grpc", endpoint="SubmitBatch") == 5
 
     # Group commits: one per request that reached the writer (sequential requests coalesce
-    # nothing); replays and refused requests never do. Valid events only.
-    assert value(m, "eventgw_commit_group_requests_count") == 6
-    assert value(m, "eventgw_commit_group_requests_sum") == 6
-    assert value(m, "eventgw_commit_group_events_sum") == 2 + 2 + 1 + 1 + 2 + 1
-    assert value(m, "eventgw_commit_duration_seconds_count") == 6
+    # nothing). A keyed request stores its key there, so its replay reaches it too (and finds the
+    # key); refused requests never do.
+    assert value(m, "eventgw_commit_group_requests_count") == 8
+    assert value(m, "eventgw_commit_group_requests_sum") == 8
+    # In request order; the replays' events (the 4th and the last) are not stored again.
+    assert value(m, "eventgw_commit_group_events_sum") == 2 + 2 + 1 + 1 + 1 + 2 + 1 + 1
+    assert value(m, "eventgw_commit_duration_seconds_count") == 8
     assert value(m, "eventgw_queue_events") == 0
     assert ("eventgw_relay_delivered_total", "") in m
 
