@@ -7,6 +7,11 @@ stored key), then one ``INSERT .. ON CONFLICT DO NOTHING`` for all the other job
 the keyed jobs' ``Result``s, stored with their keys. Only then is each job answered. Durability
 costs one commit per group, keyed or not.
 
+On SQLite, where the writer's thread takes the GIL back after every statement, a group whose keys
+are all new (every group but a retry's) is first tried in four statements whatever its size:
+``BEGIN``, the events, the keys already completed with their results, ``COMMIT``. A key that
+turns out to be stored rolls that back, and the group is committed as above.
+
 On a SQLite file each writer task commits on a ``SqliteWriter`` of its own (a plain ``sqlite3``
 connection on a thread of its own): the whole transaction, results included, is one call there.
 On PostgreSQL each keeps an ``AsyncConnection`` of the engine's.
@@ -263,11 +268,24 @@ class GroupCommitter:
         store = self.idempotency
 
         def run(db: sqlite3.Connection) -> list[Result | None]:
-            if all(job.claim is None for job in group):
+            claims = [job.claim for job in group if job.claim is not None]
+            if not claims:
                 # Nothing to store with the events: a single statement, when one page.
                 new = commit_rows(db, rows)
                 first = None if new is None else _first_rows(rows)
                 return [job.result(new, first) for job in group]
+            if all(isinstance(claim, NewKey) for claim in claims):
+                # Every key new, as it is but for retries: the events, then the keys with their
+                # results, one statement each; a key found stored undoes it all, and the
+                # transaction below, a statement per key, tells which.
+                with contextlib.suppress(_KeyExists), transaction(db):
+                    new = insert_pages(db, rows)
+                    first = None if new is None else _first_rows(rows)
+                    answers, completions = _settled(group, group, new, first)
+                    fresh = [(c, result) for c, result in completions if isinstance(c, NewKey)]
+                    if not store.insert_completed_sqlite(db, fresh):
+                        raise _KeyExists
+                    return answers
             with transaction(db):
                 kept = [
                     job
@@ -304,6 +322,10 @@ class GroupCommitter:
             for claim, result in completions:
                 await store.complete(conn, claim, result)
         return answers
+
+
+class _KeyExists(Exception):
+    """A group's transaction met a stored key: rolled back, to be stored a key at a time."""
 
 
 def _settled(

@@ -3,9 +3,11 @@
 A request's key is stored by the transaction that stores its events (the group commit's):
 ``new_key`` describes it, ``insert_new`` inserts it there (False when the key exists, and then the
 request's events are left out of the transaction), and ``complete`` stores the request's result
-with it before the commit. A key is never seen without its events and result, and a request cut
-off before its commit leaves nothing behind. A key that existed is decided afterwards by
-``existing``, which ``claim`` (a key's lock taken in a transaction of its own) also uses:
+with it before the commit; on SQLite, ``insert_completed_sqlite`` inserts a group's keys with
+their results at once, after the events, when none of them exists. A key is never seen without
+its events and result, and a request cut off before its commit leaves nothing behind. A key that
+existed is decided afterwards by ``existing``, which ``claim`` (a key's lock taken in a
+transaction of its own) also uses:
 
 - completed, same fingerprint: ``Replay`` of the stored response;
 - different fingerprint: ``IdempotencyKeyReused``;
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -122,6 +125,20 @@ _INSERT_NEW_SQLITE = SqliteSql(
 )
 
 
+# New keys stored completed, with their results, in one statement: ``insert_completed_sqlite``.
+_COMPLETED_COLUMNS = (
+    "project_id", "key", "endpoint", "fingerprint", "state", "token", "result", "created_at",
+    "locked_at", "expires_at",
+)  # fmt: skip
+_QUOTED = '"{}"'
+_COMPLETED_ROWS = 500  # keys per statement: 5,000 parameters, under SQLite's 32,766
+_COMPLETED_SQL = (
+    f"INSERT INTO {keys.name} ({', '.join(map(_QUOTED.format, _COMPLETED_COLUMNS))})"
+    " VALUES {} ON CONFLICT DO NOTHING"
+)
+_COMPLETED_ROW = "(" + ",".join("?" * len(_COMPLETED_COLUMNS)) + ")"
+
+
 def _completion(claim: Claim, result: bytes) -> dict[str, Any]:
     return {
         "claim_project_id": claim.project_id,
@@ -161,6 +178,27 @@ class IdempotencyStore:
         """``insert_new`` on the SQLite writer's own connection, inside its transaction."""
         cursor = db.execute(_INSERT_NEW_SQLITE.sql, _INSERT_NEW_SQLITE.params(new.row()))
         return cursor.rowcount == 1
+
+    @staticmethod
+    def insert_completed_sqlite(
+        db: sqlite3.Connection, completions: Sequence[tuple[NewKey, bytes]]
+    ) -> bool:
+        """New keys inserted completed, each with its result, inside the caller's transaction on
+        the SQLite writer's connection, in one statement per 500 (where ``insert_new_sqlite``
+        and ``complete_sqlite`` take two per key); False when some key existed, which then
+        stays as it was: the caller rolls back."""
+        stored = 0
+        for start in range(0, len(completions), _COMPLETED_ROWS):
+            page = completions[start : start + _COMPLETED_ROWS]
+            params: list[Any] = []
+            for new, result in page:
+                params += (
+                    new.project_id, new.key, new.endpoint, new.fingerprint, "completed",
+                    new.token, result, new.created_at, new.created_at, new.expires_at,
+                )  # fmt: skip
+            sql = _COMPLETED_SQL.format(",".join(repeat(_COMPLETED_ROW, len(page))))
+            stored += max(db.execute(sql, params).rowcount, 0)
+        return stored == len(completions)
 
     async def claim(
         self, project_id: str, key: str, *, endpoint: str, fingerprint: str

@@ -2,7 +2,8 @@
 event id repeated within a group or across groups is stored once (the first request to carry it
 gets ACCEPTED, later ones DUPLICATE), a keyed request's key and result commit with its events (a
 refused one's refusal too; one key sent by several requests at once is stored once and the others
-replay it; a failed commit leaves no key behind), an event too large is rejected alone on a
+replay it; a failed commit leaves no key behind; a stored key leaves out its own job alone from
+a group), an event too large is rejected alone on a
 per-item route, and neither several writers of one ingestor nor two ingestors on one database
 (two gateway processes) ever store an event twice."""
 
@@ -271,3 +272,32 @@ async def test_work_arriving_while_the_writers_drain_is_refused_not_stranded(
     await stopping
     assert [o.status for o in (await first)] == [A]
     assert await stored_ids(engine) == ["a"]
+
+
+async def test_a_stored_key_in_a_group_leaves_out_its_job_alone(engine: AsyncEngine) -> None:
+    # On SQLite a group whose keys are all new is first tried in one statement for the keys: a
+    # stored key among them rolls that back, and the group is committed a key at a time.
+    store = IdempotencyStore(engine, retention_s=3600, lock_timeout_s=3600)
+    groups: list[int] = []
+    committer = GroupCommitter(
+        EventStore(engine),
+        store,
+        WriterLimits(max_delay_s=0.05),
+        on_commit=lambda jobs, _n, _s: groups.append(jobs),
+    )
+    request = {"endpoint": "grpc SubmitBatch", "fingerprint": "f"}
+    await committer.start()
+    try:
+        stored = Job(rows=[row(P, "old")], size=1, claim=store.new_key(P, "old", **request))
+        assert await committer.commit(stored) is not None
+        again = Job(rows=[row(P, "again")], size=1, claim=store.new_key(P, "old", **request))
+        fresh = Job(rows=[row(P, "new")], size=1, claim=store.new_key(P, "new", **request))
+        plain = Job(rows=[row(P, "plain")], size=1)
+        answers = await asyncio.gather(*(committer.commit(j) for j in (again, fresh, plain)))
+    finally:
+        await committer.stop()
+    assert groups == [1, 3]  # the three in one group
+    assert [a is not None and a.accepted for a in answers] == [False, 1, 1]
+    assert sorted(await stored_ids(engine)) == ["new", "old", "plain"]
+    replay = await store.lookup(P, "new")
+    assert replay is not None and replay.result == answers[1].encode()  # type: ignore[union-attr]
