@@ -6,6 +6,8 @@ for a warm-up and then the scenario's duration, and reports what completed insid
 window (:mod:`bench.window`). Event ids are unique per run (worker, scenario, counter).
 
 - ``grpc-batch``: unary ``SubmitBatch`` of ``GRPC_BATCH`` events, several calls in flight;
+  ``grpc-batch-keyed`` (only when named) the same with an idempotency key per request, what the
+  gateway's client sends (:mod:`bench.client`);
 - ``grpc-stream``: ``SubmitStream``, batches pipelined on a few streams, ``STREAM_WINDOW`` each;
 - ``databuddy-batch``: Databuddy ``POST /batch``, ``HTTP_BATCH`` tracker page views per request;
 - ``track``: Databuddy ``POST /track``, one custom event per request.
@@ -78,11 +80,13 @@ async def _grpc_scenario(
     options = [("grpc.max_receive_message_length", 64 << 20)]
     async with grpc.aio.insecure_channel(target.grpc_target, options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), REQUEST_TIMEOUT_SECONDS)
-        if scenario == "grpc-batch":
+        if scenario in ("grpc-batch", "grpc-batch-keyed"):
             call = channel.unary_unary(SERVICE + "SubmitBatch", None, None)
+            keys = EventIds(f"key-{worker}-{os.getpid()}-") if scenario.endswith("keyed") else None
 
             async def send() -> tuple[int, int, int]:
-                request = batch_request_bytes(ids.take(GRPC_BATCH), tail)
+                key = keys.take(1)[0] if keys is not None else b""
+                request = batch_request_bytes(ids.take(GRPC_BATCH), tail, key)
                 try:
                     raw = await call(request, metadata=metadata, timeout=REQUEST_TIMEOUT_SECONDS)
                 except grpc.aio.AioRpcError as exc:

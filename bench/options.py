@@ -2,11 +2,11 @@
 and how many requests each load process keeps in flight.
 
 The default run is the four ingest scenarios against one gateway; the optional ones run only when
-named: ``grpc-client`` and ``grpc-client-build`` (events through ``gateway.client``:
-:mod:`bench.client`) and the pipeline scenarios (``pipeline``: ``serve --relay``;
-``pipeline-relay``: ``serve`` beside separate ``eventgw relay`` processes), which load
-``SubmitBatch`` as ``grpc-batch`` does while the outbox relay delivers to NATS JetStream
-(:mod:`bench.pipeline`).
+named: ``grpc-batch-keyed`` (``grpc-batch`` with an idempotency key per request), ``grpc-client``
+and ``grpc-client-build`` (events through ``gateway.client``: :mod:`bench.client`) and the
+pipeline scenarios (``pipeline``: ``serve --relay``; ``pipeline-relay``: ``serve`` beside
+separate ``eventgw relay`` processes), which load ``SubmitBatch`` as ``grpc-batch`` does while
+the outbox relay delivers to NATS JetStream (:mod:`bench.pipeline`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 SCENARIOS = ("grpc-batch", "grpc-stream", "databuddy-batch", "track")  # the default run
 PIPELINE_SCENARIOS = ("pipeline", "pipeline-relay")  # ingest with the relay: when named
-OPTIONAL_SCENARIOS = ("grpc-client", "grpc-client-build", *PIPELINE_SCENARIOS)
+OPTIONAL_SCENARIOS = ("grpc-batch-keyed", "grpc-client", "grpc-client-build", *PIPELINE_SCENARIOS)
 # Requests in flight per load-generator process (streams for grpc-stream, each with
 # STREAM_WINDOW batches in flight). A closed loop driven harder than the gateway's throughput
 # gains only queueing; SubmitBatch still gains up to 10 in flight, because each group commit then
 # carries more events per fsync (~1,700 rather than ~1,250 at 6), with p99 still under 100 ms.
 CONCURRENCY = {
     "grpc-batch": 5,
+    "grpc-batch-keyed": 5,
     "grpc-stream": 2,
     "databuddy-batch": 8,
     "track": 24,

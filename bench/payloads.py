@@ -65,11 +65,13 @@ class EventIds:
         return [b"%s%010d" % (self.prefix, i) for i in range(start, start + n)]
 
 
-def batch_request_bytes(ids: list[bytes], tail: bytes) -> bytes:
-    """A serialized ``SubmitBatchRequest`` of events ``id + tail`` (field 2, repeated)."""
+def batch_request_bytes(ids: list[bytes], tail: bytes, key: bytes = b"") -> bytes:
+    """A serialized ``SubmitBatchRequest`` of events ``id + tail`` (field 2, repeated), with
+    ``key`` as its idempotency key (field 1) when given."""
     body_len = 1 + len(varint(len(ids[0]))) + len(ids[0]) + len(tail)
     head = b"\x12" + varint(body_len) + b"\x0a" + varint(len(ids[0]))
-    return b"".join([head + i + tail for i in ids])
+    keyed = [b"\x0a" + varint(len(key)) + key] if key else []
+    return b"".join(keyed + [head + i + tail for i in ids])
 
 
 def databuddy_batch(ids: list[bytes], now_ms: int) -> bytes:

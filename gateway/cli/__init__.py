@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios",
         default="grpc-batch,grpc-stream,databuddy-batch,track",
         help="comma-separated (default: the first four of grpc-batch, grpc-stream,"
-        " databuddy-batch, track, grpc-client, grpc-client-build, pipeline, pipeline-relay;"
+        " databuddy-batch, track, grpc-batch-keyed, grpc-client, grpc-client-build, pipeline,"
+        " pipeline-relay; grpc-batch-keyed is grpc-batch with an idempotency key per request,"
         " grpc-client is grpc-batch's event sent through gateway.client, grpc-client-build the"
         " same with every event built first; pipeline is SubmitBatch load with `serve --relay`"
         " delivering to NATS JetStream, pipeline-relay the same with separate `eventgw relay`"

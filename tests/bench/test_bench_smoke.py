@@ -51,10 +51,11 @@ def test_bench_runs_every_scenario_and_reports_json() -> None:
 def test_bench_runs_the_client_scenario_beside_grpc_batch() -> None:
     report, _ = run_bench_cli(
         *("--seconds", "1", "--warmup", "0.5", "--clients", "1"),
-        *("--scenarios", "grpc-batch,grpc-client"),
+        *("--scenarios", "grpc-batch,grpc-batch-keyed,grpc-client"),
     )
-    batch, client = report["scenarios"]
-    assert client["name"] == "grpc-client"
+    batch, keyed, client = report["scenarios"]
+    assert keyed["name"] == "grpc-batch-keyed" and client["name"] == "grpc-client"
+    assert keyed["errors"] == 0 and keyed["events"] == keyed["requests"] * 500 > 0
     assert client["errors"] == 0 and client["events"] > 0 and client["requests"] > 0
     assert client["loadgen_cpu_us_per_event"] > 0
     [check] = [t for t in report["targets"] if t["scenario"] == "grpc-client"]
