@@ -1,7 +1,9 @@
 """TLS with real certificates from throwaway CAs made here: HTTPS ingestion to a client that
 verifies the chain (TLS 1.2 or later only), gRPC over TLS, mutual TLS for gRPC (no certificate
 and another CA's are refused at the handshake; the subject reaches the access log; the API key is
-still required), and certificates swapped and reloaded on SIGHUP while connections stay open."""
+still required), the client for internal services over both (certificates as files and as PEM
+bytes; without one its batch is reported UNAVAILABLE once its attempts run out), and certificates
+swapped and reloaded on SIGHUP while connections stay open."""
 
 from __future__ import annotations
 
@@ -197,3 +199,58 @@ async def test_certificates_reload_on_sighup_without_dropping_connections(
     finally:
         await asyncio.to_thread(proc.terminate)
     assert sorted(e.id for e in await stored_events(url, project_id)) == ["r-1", "r-2", "r-3"]
+
+
+async def test_the_client_for_internal_services_over_tls_and_mutual_tls(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from gateway.client import AsyncEventClient, EventClient, Rejection
+
+    ca = Authority(tmp_path, "ca")
+    server = ca.issue("gateway", server=True)
+    clients = Authority(tmp_path, "clients")
+    billing = clients.issue("billing", server=False)
+    settings = Settings(
+        database_url=sqlite_url,
+        tls_cert=str(server.cert),
+        tls_key=str(server.key),
+        grpc_client_ca=str(clients.path),
+    )
+    async with started(settings) as gw:
+        target = f"127.0.0.1:{gw.bound.grpc_port}"
+        # Paths (a PEM file each) for the threaded client, PEM bytes for the asyncio one.
+        with EventClient(
+            target,
+            gw.api_key,
+            root_certificates=ca.path,
+            certificate_chain=billing.cert,
+            private_key=billing.key,
+            channel_options=NAME,
+        ) as client:
+            client.track("signed_up", event_id="c-1")
+            assert await asyncio.to_thread(client.flush, 30)
+        async with AsyncEventClient(
+            target,
+            gw.api_key,
+            root_certificates=ca.pem,
+            certificate_chain=billing.cert_pem,
+            private_key=billing.key_pem,
+            channel_options=NAME,
+        ) as aclient:
+            await aclient.track("signed_up", event_id="c-2")
+            assert await aclient.flush(30)
+        # Without a client certificate the handshake is refused: UNAVAILABLE, retried as any
+        # outage is, and reported once the attempts run out.
+        refused: list[Rejection] = []
+        async with AsyncEventClient(
+            target,
+            gw.api_key,
+            root_certificates=ca.pem,
+            channel_options=NAME,
+            max_attempts=2,
+            on_rejected=refused.extend,
+        ) as anonymous:
+            await anonymous.track("signed_up", event_id="c-3")
+            assert await anonymous.flush(30)
+        assert [(r.event_id, r.code) for r in refused] == [("c-3", "UNAVAILABLE")]
+        assert sorted(e.id for e in await gw.stored()) == ["c-1", "c-2"]

@@ -2,7 +2,8 @@
 
 Retried with the same batch under the same idempotency key until it is answered: the rate limit
 (``RESOURCE_EXHAUSTED`` with ``RetryInfo``), the writer queue full (``UNAVAILABLE``), the key in
-flight (``ABORTED``). Reported, never retried: ``UNAUTHENTICATED``, ``PERMISSION_DENIED``,
+flight (``ABORTED``), a deadline run out (``DEADLINE_EXCEEDED``, reported once the attempts run
+out). Reported, never retried: ``UNAUTHENTICATED``, ``PERMISSION_DENIED``,
 ``INVALID_ARGUMENT``, ``FAILED_PRECONDITION``; over unary calls and over ``SubmitStream``."""
 
 from __future__ import annotations
@@ -122,6 +123,37 @@ async def test_key_in_flight_is_retried_until_it_is_free(short_locks: Gateway) -
     assert counters.retried >= 2, "the key in flight never refused the batch"
     assert (counters.accepted, counters.rejected) == (2, 0)
     assert sorted(e.id for e in await short_locks.stored()) == ["busy-0", "busy-1"]
+
+
+async def test_a_deadline_run_out_is_retried_then_reported_and_the_key_kept(
+    gateway: Gateway,
+) -> None:
+    events = [track_event("order_completed", event_id=f"late-{i}") for i in range(3)]
+    late: list[Rejection] = []
+    async with AsyncEventClient(
+        gateway.grpc_target,
+        gateway.api_key,
+        batch_size=3,
+        timeout=1e-4,  # no attempt can be answered in time
+        max_attempts=3,
+        on_rejected=late.extend,
+        key_factory=lambda: "late-key",
+    ) as client:
+        for event in events:
+            await client.send(event)
+        assert await client.flush(timeout=30)
+    counters = client.counters
+    assert (counters.retried, counters.rejected) == (6, 3)  # two retries of three events
+    assert {r.code for r in late} == {"DEADLINE_EXCEEDED"}
+    # Whatever the timed-out attempts stored, the batch sent again under its key is stored once.
+    async with AsyncEventClient(
+        gateway.grpc_target, gateway.api_key, batch_size=3, key_factory=lambda: "late-key"
+    ) as again:
+        for event in events:
+            await again.send(event)
+        assert await again.flush(timeout=30)
+    assert again.counters.accepted + again.counters.duplicates == 3
+    assert sorted(e.id for e in await gateway.stored()) == ["late-0", "late-1", "late-2"]
 
 
 async def refused(
