@@ -25,13 +25,31 @@ from gateway.pb import gateway_pb2_grpc
 from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
 from tests.harness import GatewayProcess, eventually, provision, started, stored_events
-from tests.tls import Authority
+from tests.tls import Authority, Issued
 
 NAME = (("grpc.ssl_target_name_override", "localhost"),)
 
 
 def client_context(ca: Authority) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca.path))
+
+
+def mutual_tls(tmp_path: Path, sqlite_url: str) -> tuple[Authority, Issued, Settings]:
+    """A server CA, a client certificate from a CA of clients, and settings asking for one."""
+    ca = Authority(tmp_path, "ca")
+    server = ca.issue("gateway", server=True)
+    clients = Authority(tmp_path, "clients")
+    billing = clients.issue("billing", server=False)
+    return (
+        ca,
+        billing,
+        Settings(
+            database_url=sqlite_url,
+            tls_cert=str(server.cert),
+            tls_key=str(server.key),
+            grpc_client_ca=str(clients.path),
+        ),
+    )
 
 
 async def submit(
@@ -95,17 +113,8 @@ async def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(
     tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="eventgw.access")
-    ca = Authority(tmp_path, "ca")
-    server = ca.issue("gateway", server=True)
-    clients = Authority(tmp_path, "clients")
-    billing = clients.issue("billing", server=False)
+    ca, billing, settings = mutual_tls(tmp_path, sqlite_url)
     stranger = Authority(tmp_path, "stranger").issue("billing", server=False)
-    settings = Settings(
-        database_url=sqlite_url,
-        tls_cert=str(server.cert),
-        tls_key=str(server.key),
-        grpc_client_ca=str(clients.path),
-    )
     async with started(settings) as gw:
         target = f"127.0.0.1:{gw.bound.grpc_port}"
         good = grpc.ssl_channel_credentials(ca.pem, billing.key_pem, billing.cert_pem)
@@ -206,16 +215,7 @@ async def test_the_client_for_internal_services_over_tls_and_mutual_tls(
 ) -> None:
     from gateway.client import AsyncEventClient, EventClient, Rejection
 
-    ca = Authority(tmp_path, "ca")
-    server = ca.issue("gateway", server=True)
-    clients = Authority(tmp_path, "clients")
-    billing = clients.issue("billing", server=False)
-    settings = Settings(
-        database_url=sqlite_url,
-        tls_cert=str(server.cert),
-        tls_key=str(server.key),
-        grpc_client_ca=str(clients.path),
-    )
+    ca, billing, settings = mutual_tls(tmp_path, sqlite_url)
     async with started(settings) as gw:
         target = f"127.0.0.1:{gw.bound.grpc_port}"
         # Paths (a PEM file each) for the threaded client, PEM bytes for the asyncio one.
