@@ -312,15 +312,16 @@ class GroupCommitter:
                 (job.claim for job in group if isinstance(job.claim, NewKey)),
                 key=lambda claim: (claim.project_id, claim.key),
             )
-            taken = {id(claim) for claim in keyed if not await store.insert_new(conn, claim)}
+            inserted = await store.insert_new(conn, keyed) if keyed else set()
+            taken = {id(claim) for claim in keyed if claim.token not in inserted}
             kept = [job for job in group if id(job.claim) not in taken]
             stored = rows if not taken else _rows_of(kept)
             first = _first_rows(stored)
             unique = stored if first is None else list(first.values())
             new = await self.events.insert_rows(conn, unique)
             answers, completions = _settled(group, kept, new, first)
-            for claim, result in completions:
-                await store.complete(conn, claim, result)
+            if completions:
+                await store.complete_many(conn, completions)
         return answers
 
 

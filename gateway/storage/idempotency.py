@@ -1,13 +1,13 @@
 """Idempotency keys with their stored responses.
 
 A request's key is stored by the transaction that stores its events (the group commit's):
-``new_key`` describes it, ``insert_new`` inserts it there (False when the key exists, and then the
-request's events are left out of the transaction), and ``complete`` stores the request's result
-with it before the commit; on SQLite, ``insert_completed_sqlite`` inserts a group's keys with
-their results at once, after the events, when none of them exists. A key is never seen without
-its events and result, and a request cut off before its commit leaves nothing behind. A key that
-existed is decided afterwards by ``existing``, which ``claim`` (a key's lock taken in a
-transaction of its own) also uses:
+``new_key`` describes it, ``insert_new`` inserts a group's new keys there (one that exists is not,
+and its request's events are left out of the transaction), and ``complete_many`` stores each
+request's result with its key before the commit; on SQLite, ``insert_completed_sqlite`` inserts
+a group's keys with their results at once, after the events, when none of them exists. A key is
+never seen without its events and result, and a request cut off before its commit leaves nothing
+behind. A key that existed is decided afterwards by ``existing``, which ``claim`` (a key's lock
+taken in a transaction of its own) also uses:
 
 - completed, same fingerprint: ``Replay`` of the stored response;
 - different fingerprint: ``IdempotencyKeyReused``;
@@ -166,16 +166,24 @@ class IdempotencyStore:
             expires_at=now + self.retention_us,
         )
 
-    async def insert_new(self, conn: AsyncConnection, new: NewKey) -> bool:
-        """Insert ``new`` in the caller's transaction; False when its key exists. On PostgreSQL
-        a key another transaction is inserting waits for that transaction's end."""
+    async def insert_new(self, conn: AsyncConnection, news: Sequence[NewKey]) -> set[str]:
+        """Insert ``news`` in the caller's transaction, in one statement, in the order given
+        (sorted, two transactions never wait for each other's); the tokens of those inserted
+        (a key that exists is not). On PostgreSQL a key another transaction is inserting waits
+        for that transaction's end."""
         insert_ = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
-        statement = insert_(keys).values(new.row()).on_conflict_do_nothing()
-        return (await conn.execute(statement)).rowcount == 1
+        statement = (
+            insert_(keys)
+            .values([new.row() for new in news])
+            .on_conflict_do_nothing()
+            .returning(keys.c.token)
+        )
+        return set((await conn.execute(statement)).scalars())
 
     @staticmethod
     def insert_new_sqlite(db: sqlite3.Connection, new: NewKey) -> bool:
-        """``insert_new`` on the SQLite writer's own connection, inside its transaction."""
+        """``insert_new`` of one key on the SQLite writer's own connection, inside its
+        transaction; False when the key exists."""
         cursor = db.execute(_INSERT_NEW_SQLITE.sql, _INSERT_NEW_SQLITE.params(new.row()))
         return cursor.rowcount == 1
 
@@ -283,6 +291,12 @@ class IdempotencyStore:
     async def complete(self, conn: AsyncConnection, claim: Claim, result: bytes) -> None:
         """Store the request's final result, inside the caller's transaction."""
         await conn.execute(_COMPLETE, _completion(claim, result))
+
+    async def complete_many(
+        self, conn: AsyncConnection, completions: Sequence[tuple[Claim, bytes]]
+    ) -> None:
+        """``complete`` of several claims, in one ``executemany``."""
+        await conn.execute(_COMPLETE, [_completion(claim, result) for claim, result in completions])
 
     @staticmethod
     def complete_sqlite(db: sqlite3.Connection, claim: Claim, result: bytes) -> None:
