@@ -321,7 +321,7 @@ class GroupCommitter:
             new = await self.events.insert_rows(conn, unique)
             answers, completions = _settled(group, kept, new, first)
             if completions:
-                await store.complete_many(conn, completions)
+                await store.complete(conn, completions)
         return answers
 
 

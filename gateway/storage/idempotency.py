@@ -2,7 +2,7 @@
 
 A request's key is stored by the transaction that stores its events (the group commit's):
 ``new_key`` describes it, ``insert_new`` inserts a group's new keys there (one that exists is not,
-and its request's events are left out of the transaction), and ``complete_many`` stores each
+and its request's events are left out of the transaction), and ``complete`` stores each
 request's result with its key before the commit; on SQLite, ``insert_completed_sqlite`` inserts
 a group's keys with their results at once, after the events, when none of them exists. A key is
 never seen without its events and result, and a request cut off before its commit leaves nothing
@@ -126,10 +126,7 @@ _INSERT_NEW_SQLITE = SqliteSql(
 
 
 # New keys stored completed, with their results, in one statement: ``insert_completed_sqlite``.
-_COMPLETED_COLUMNS = (
-    "project_id", "key", "endpoint", "fingerprint", "state", "token", "result", "created_at",
-    "locked_at", "expires_at",
-)  # fmt: skip
+_COMPLETED_COLUMNS = (*_NEW_COLUMNS, "result")
 _QUOTED = '"{}"'
 _COMPLETED_ROWS = 500  # keys per statement: 5,000 parameters, under SQLite's 32,766
 _COMPLETED_SQL = (
@@ -200,10 +197,8 @@ class IdempotencyStore:
             page = completions[start : start + _COMPLETED_ROWS]
             params: list[Any] = []
             for new, result in page:
-                params += (
-                    new.project_id, new.key, new.endpoint, new.fingerprint, "completed",
-                    new.token, result, new.created_at, new.created_at, new.expires_at,
-                )  # fmt: skip
+                row = new.row() | {"state": "completed", "result": result}
+                params += map(row.__getitem__, _COMPLETED_COLUMNS)
             sql = _COMPLETED_SQL.format(",".join(repeat(_COMPLETED_ROW, len(page))))
             stored += max(db.execute(sql, params).rowcount, 0)
         return stored == len(completions)
@@ -288,14 +283,11 @@ class IdempotencyStore:
                 return Claim(project_id=project_id, key=key, token=token)
             raise IdempotencyInFlight("Idempotency-Key lock was just taken over", retry_after=1)
 
-    async def complete(self, conn: AsyncConnection, claim: Claim, result: bytes) -> None:
-        """Store the request's final result, inside the caller's transaction."""
-        await conn.execute(_COMPLETE, _completion(claim, result))
-
-    async def complete_many(
+    async def complete(
         self, conn: AsyncConnection, completions: Sequence[tuple[Claim, bytes]]
     ) -> None:
-        """``complete`` of several claims, in one ``executemany``."""
+        """Store each claim's final result, inside the caller's transaction (one
+        ``executemany``)."""
         await conn.execute(_COMPLETE, [_completion(claim, result) for claim, result in completions])
 
     @staticmethod

@@ -151,7 +151,7 @@ async def test_a_key_stored_by_an_earlier_version_is_still_replayed(
         )
         assert isinstance(claim, Claim)
         async with engine.begin() as conn:
-            await store.complete(conn, claim, result)
+            await store.complete(conn, [(claim, result)])
     finally:
         await engine.dispose()
     answer = await stub.SubmitBatch(request, metadata=auth(gateway))

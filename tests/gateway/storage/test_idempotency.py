@@ -35,7 +35,7 @@ async def claim(keys: IdempotencyStore, key: str = "k", fp: str = "f1") -> Claim
 async def complete(keys: IdempotencyStore, c: Claim | Replay) -> None:
     assert isinstance(c, Claim)
     async with keys.engine.begin() as conn:
-        await keys.complete(conn, c, RESULT)
+        await keys.complete(conn, [(c, RESULT)])
 
 
 async def test_claim_then_replay_byte_for_byte(engine: AsyncEngine) -> None:
