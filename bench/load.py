@@ -85,7 +85,7 @@ async def _grpc_scenario(
             keys = EventIds(f"key-{worker}-{os.getpid()}-") if scenario.endswith("keyed") else None
 
             async def send() -> tuple[int, int, int]:
-                key = keys.take(1)[0] if keys is not None else b""
+                key = keys.take(1)[0].decode() if keys is not None else ""
                 request = batch_request_bytes(ids.take(GRPC_BATCH), tail, key)
                 try:
                     raw = await call(request, metadata=metadata, timeout=REQUEST_TIMEOUT_SECONDS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.client.events import varint  # the client's, which frames its batches alike
+from gateway.client.events import batch_request, varint  # the client's framing
 from gateway.pb.event_pb2 import Event, EventType
 
 GRPC_BATCH = 500  # events per gRPC SubmitBatch / SubmitStream message
@@ -65,13 +65,13 @@ class EventIds:
         return [b"%s%010d" % (self.prefix, i) for i in range(start, start + n)]
 
 
-def batch_request_bytes(ids: list[bytes], tail: bytes, key: bytes = b"") -> bytes:
+def batch_request_bytes(ids: list[bytes], tail: bytes, key: str = "") -> bytes:
     """A serialized ``SubmitBatchRequest`` of events ``id + tail`` (field 2, repeated), with
-    ``key`` as its idempotency key (field 1) when given."""
+    ``key`` as its idempotency key (field 1) when given, framed as the client frames its own."""
     body_len = 1 + len(varint(len(ids[0]))) + len(ids[0]) + len(tail)
     head = b"\x12" + varint(body_len) + b"\x0a" + varint(len(ids[0]))
-    keyed = [b"\x0a" + varint(len(key)) + key] if key else []
-    return b"".join(keyed + [head + i + tail for i in ids])
+    events = [head + i + tail for i in ids]
+    return batch_request(key, events) if key else b"".join(events)
 
 
 def databuddy_batch(ids: list[bytes], now_ms: int) -> bytes:
