@@ -108,35 +108,40 @@ class Buffer:
     def add(self, encoded: bytes, *, timeout: float | None = None, wait: bool = True) -> bool:
         """Hold ``encoded``: True, or False when the policy dropped it. ``wait=False`` never
         blocks (an asyncio caller waits by itself: ``room`` tells it when)."""
-        ready = False
         with self.lock:
-            if self.closed:
-                raise ClientClosed("the client is closed")
-            if self.held >= self.capacity:
-                if self.policy == "drop_newest":
-                    self.counters.dropped += 1
-                    return False
-                if self.policy == "raise" or not wait:
-                    raise BufferFull(f"{self.held} events buffered (max_buffered)")
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while self.held >= self.capacity and not self.closed:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise BufferFull(f"no room in the buffer within {timeout} s")
-                    self.space.wait(left)
-                if self.closed:
-                    raise ClientClosed("the client is closed")
-            if not self.pending:
+            full = self.held >= self.capacity or self.closed
+            if full and not self._wait_for_room(timeout, wait):
+                return False
+            pending = self.pending
+            if not pending:
                 self.oldest = time.monotonic()
-            self.pending.append(encoded)
+            pending.append(encoded)
             self.pending_bytes += len(encoded)
             self.held += 1
             self.counters.enqueued += 1
-            ready = (
-                len(self.pending) == self.batch_size or self.pending_bytes >= self.max_batch_bytes
-            )
-        if ready:
-            self._on_batch_ready()
+            if len(pending) != self.batch_size and self.pending_bytes < self.max_batch_bytes:
+                return True
+        self._on_batch_ready()
+        return True
+
+    def _wait_for_room(self, timeout: float | None, wait: bool) -> bool:
+        """Under the lock, with the buffer full or closed: True once there is room, False when
+        the policy drops the event; else ``BufferFull`` or ``ClientClosed``."""
+        if self.closed:
+            raise ClientClosed("the client is closed")
+        if self.policy == "drop_newest":
+            self.counters.dropped += 1
+            return False
+        if self.policy == "raise" or not wait:
+            raise BufferFull(f"{self.held} events buffered (max_buffered)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.held >= self.capacity and not self.closed:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise BufferFull(f"no room in the buffer within {timeout} s")
+            self.space.wait(left)
+        if self.closed:
+            raise ClientClosed("the client is closed")
         return True
 
     def room(self) -> bool:

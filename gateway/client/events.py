@@ -19,8 +19,8 @@ from google.protobuf.struct_pb2 import Struct
 
 from gateway.pb.event_pb2 import Event, EventType
 
-# The id state of the current millisecond: (milliseconds, the id's text up to its last group
-# but one, the counter of its last 64 bits). Replaced whole, never changed in place, so threads
+# The id state of the current millisecond: (milliseconds, the id's text up to its last 12 hex
+# digits, the counter of its last 48 bits). Replaced whole, never changed in place, so threads
 # share it without a lock; a forked child starts afresh.
 _State = tuple[int, str, Iterator[int]]
 _NO_STATE: _State = (-1, "", iter(()))
@@ -38,24 +38,30 @@ os.register_at_fork(after_in_child=_forget_state)
 def _millisecond(ms: int) -> _State:
     global _state
     rand = int.from_bytes(os.urandom(10))
-    high = f"{ms & ((1 << 48) - 1):012x}{0x7000 | (rand >> 68):04x}"  # time, version 7, rand_a
-    # rand_b starts at a random 61-bit value and counts up: it cannot overflow its 62 bits.
-    start = 0b10 << 62 | (rand & ((1 << 61) - 1))
-    state = _state = (ms, f"{high[:8]}-{high[8:12]}-{high[12:16]}-", itertools.count(start))
+    version_rand_a = 0x7000 | rand >> 68  # version 7, then 12 random bits
+    variant_rand_b = 0x8000 | (rand >> 54) & 0x3FFF  # variant 10, then 14 random bits
+    head = f"{ms & ((1 << 48) - 1):012x}{version_rand_a:04x}{variant_rand_b:04x}"
+    # the last 48 bits of rand_b start at a random 47-bit value and count up: they cannot overflow
+    start = rand & ((1 << 47) - 1)
+    state = _state = (
+        ms,
+        f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-",
+        itertools.count(start),
+    )
     return state
 
 
-def uuid7() -> str:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 bits that are random at each
-    millisecond's first id and count up from there (RFC 9562's monotonic random method), so ids
-    sort by time and two ids of one process never collide. The randomness comes from
-    ``os.urandom`` (never shared with a forked child)."""
-    ms = time.time_ns() // 1_000_000
+def uuid7(ns: int | None = None) -> str:
+    """A UUIDv7 (RFC 9562) of the time ``ns`` (Unix nanoseconds, default now): 48 bits of Unix
+    milliseconds, then 74 bits drawn at random at each millisecond's first id (all but the top bit
+    of the last 48, so that these count up from there without overflowing: RFC 9562's monotonic
+    random method), so ids sort by time and two ids of one process never collide. The randomness
+    comes from ``os.urandom`` (never shared with a forked child)."""
+    ms = (time.time_ns() if ns is None else ns) // 1_000_000
     state = _state
     if state[0] != ms:
         state = _millisecond(ms)
-    low = f"{next(state[2]):016x}"
-    return f"{state[1]}{low[:4]}-{low[4:]}"
+    return f"{state[1]}{next(state[2]):012x}"
 
 
 def track_event(
@@ -115,11 +121,12 @@ def _set_struct(struct: Struct, values: Mapping[str, Any]) -> None:
 
 def stamp(event: Event) -> None:
     """Give ``event`` its id and occurred-at time now, unless it has them."""
+    now = time.time_ns()
     if not event.id:
-        event.id = uuid7()
+        event.id = uuid7(now)
     if not event.HasField("occurred_at"):
         occurred_at = event.occurred_at
-        occurred_at.seconds, occurred_at.nanos = divmod(time.time_ns(), 1_000_000_000)
+        occurred_at.seconds, occurred_at.nanos = divmod(now, 1_000_000_000)
 
 
 def varint(n: int) -> bytes:
@@ -132,14 +139,20 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+# The field tags and lengths of event lengths seen so far, up to the two-byte ones.
+_HEADS: dict[int, bytes] = {}
+
+
 def encode(event: Event) -> bytes:
     """``event`` as one repeated ``events`` field (2) of a ``SubmitBatchRequest``."""
     body = event.SerializeToString()
     n = len(body)
-    if n < 0x4000:  # a length of one or two bytes: most events
-        head = bytes((0x12, n)) if n < 0x80 else bytes((0x12, n & 0x7F | 0x80, n >> 7))
-        return head + body
-    return b"\x12" + varint(n) + body
+    head = _HEADS.get(n)
+    if head is None:
+        head = b"\x12" + varint(n)
+        if n < 0x4000:
+            _HEADS[n] = head
+    return head + body
 
 
 def batch_request(key: str, events: Sequence[bytes]) -> bytes:
