@@ -26,19 +26,16 @@ ingestor's group commit). This is the hot path of every accepted event.
 from __future__ import annotations
 
 import contextlib
-import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.storage.schema import events
-from gateway.storage.writer import SqliteSql
+from gateway.storage.writer import SqliteRowsInsert, SqliteSql
 
 # Rows per SQLite statement: at most 32766 bound parameters, 6 a row.
 _PAGE = 4096
@@ -82,24 +79,9 @@ Row = tuple[str, str, str, str, int, bytes | bytearray]
 NewKeys = set[tuple[str, str]] | None  # the keys a group stored; None: all of them
 
 
-def _sqlite_insert_parts() -> tuple[str, str, str]:
-    """SQLAlchemy's SQLite insert of one outbox row, split around its ``VALUES`` group."""
-    statement = (
-        sqlite_insert(events)
-        .values({name: bindparam(name) for name in EventRow._fields})
-        .on_conflict_do_nothing()
-    )
-    compiled = statement.compile(dialect=sqlite_dialect())
-    if list(compiled.positiontup or ()) != list(EventRow._fields):
-        raise RuntimeError("the outbox insert does not bind the row's fields in order")
-    group = f"({', '.join('?' * len(EventRow._fields))})"
-    head, values, tail = str(compiled).partition(f" VALUES {group}")
-    if not values:
-        raise RuntimeError(f"unexpected outbox insert: {compiled}")
-    return f"{head} VALUES ", group, tail
-
-
-_INSERT_HEAD, _INSERT_GROUP, _INSERT_TAIL = _sqlite_insert_parts()
+_INSERT = SqliteRowsInsert(events, EventRow._fields)
+if _INSERT.columns != EventRow._fields:
+    raise RuntimeError("the outbox insert does not bind the row's fields in order")
 
 # The first insert took the write lock for the whole transaction, and a rowid table gives each
 # new row max(seq) + 1: a transaction's new rows are the ``changed`` seqs up to the last one.
@@ -130,11 +112,6 @@ def _page_size(n: int) -> int:
     return -(-n // 256) * 256
 
 
-@functools.cache
-def _sqlite_statement(size: int) -> str:
-    return _INSERT_HEAD + ", ".join(repeat(_INSERT_GROUP, size)) + _INSERT_TAIL
-
-
 def _sqlite_pages(rows: Sequence[Row]) -> Iterator[tuple[str, list[Any]]]:
     """(statement, parameters) per page of ``rows``."""
     for start in range(0, len(rows), _PAGE):
@@ -143,7 +120,7 @@ def _sqlite_pages(rows: Sequence[Row]) -> Iterator[tuple[str, list[Any]]]:
         params = list(chain.from_iterable(page))
         if size > len(page):
             params.extend(chain.from_iterable(repeat(page[-1], size - len(page))))
-        yield _sqlite_statement(size), params
+        yield _INSERT.sql(size), params
 
 
 def _new_sqlite(db: sqlite3.Connection, changed: int, last: int, rows: Sequence[Row]) -> NewKeys:

@@ -28,7 +28,6 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import orjson
@@ -41,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.errors import IdempotencyInFlight, IdempotencyKeyReused
 from gateway.storage.engine import now_us
 from gateway.storage.schema import idempotency_keys as keys
-from gateway.storage.writer import SqliteSql
+from gateway.storage.writer import SqliteRowsInsert, SqliteSql
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,14 +125,8 @@ _INSERT_NEW_SQLITE = SqliteSql(
 
 
 # New keys stored completed, with their results, in one statement: ``insert_completed_sqlite``.
-_COMPLETED_COLUMNS = (*_NEW_COLUMNS, "result")
-_QUOTED = '"{}"'
 _COMPLETED_ROWS = 500  # keys per statement: 5,000 parameters, under SQLite's 32,766
-_COMPLETED_SQL = (
-    f"INSERT INTO {keys.name} ({', '.join(map(_QUOTED.format, _COMPLETED_COLUMNS))})"
-    " VALUES {} ON CONFLICT DO NOTHING"
-)
-_COMPLETED_ROW = "(" + ",".join("?" * len(_COMPLETED_COLUMNS)) + ")"
+_INSERT_COMPLETED_SQLITE = SqliteRowsInsert(keys, (*_NEW_COLUMNS, "result"))
 
 
 def _completion(claim: Claim, result: bytes) -> dict[str, Any]:
@@ -198,9 +191,9 @@ class IdempotencyStore:
             params: list[Any] = []
             for new, result in page:
                 row = new.row() | {"state": "completed", "result": result}
-                params += map(row.__getitem__, _COMPLETED_COLUMNS)
-            sql = _COMPLETED_SQL.format(",".join(repeat(_COMPLETED_ROW, len(page))))
-            stored += max(db.execute(sql, params).rowcount, 0)
+                params += map(row.__getitem__, _INSERT_COMPLETED_SQLITE.columns)
+            cursor = db.execute(_INSERT_COMPLETED_SQLITE.sql(len(page)), params)
+            stored += max(cursor.rowcount, 0)
         return stored == len(completions)
 
     async def claim(

@@ -9,7 +9,9 @@ only between SQLite's steps. The connection is set up as the engine's are
 before ``run`` returns). After a failed call the connection is closed; the next opens another.
 
 ``SqliteSql`` is a SQLAlchemy Core statement compiled once for SQLite, so the SQL run here is the
-schema's and the statements' one definition, not a second copy of them.
+schema's and the statements' one definition, not a second copy of them; ``SqliteRowsInsert`` is
+SQLAlchemy's insert of one row of a table, compiled once and its ``VALUES`` group repeated for as
+many rows as a statement carries.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, TypeVar
 
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
 
 T = TypeVar("T")
@@ -41,6 +46,34 @@ class SqliteSql:
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {**self._defaults, **values}
+
+
+class SqliteRowsInsert:
+    """``INSERT INTO table (columns) VALUES (..), (..) ON CONFLICT DO NOTHING`` for SQLite, made
+    from SQLAlchemy's statement for one row: ``sql(n)`` binds ``n`` rows' values positionally,
+    row after row, each in the order of ``self.columns`` (the table's order of the columns
+    given). A statement is made once per row count."""
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        statement = (
+            sqlite_insert(table)
+            .values({name: bindparam(name) for name in columns})
+            .on_conflict_do_nothing()
+        )
+        compiled = statement.compile(dialect=sqlite.dialect())
+        self.columns = tuple(compiled.positiontup or ())
+        group = f"({', '.join('?' * len(self.columns))})"
+        head, values, tail = str(compiled).partition(f" VALUES {group}")
+        if not values:
+            raise RuntimeError(f"unexpected insert: {compiled}")
+        self._head, self._group, self._tail = f"{head} VALUES ", group, tail
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        sql = self._sql.get(rows)
+        if sql is None:
+            sql = self._sql[rows] = self._head + ", ".join(repeat(self._group, rows)) + self._tail
+        return sql
 
 
 class SqliteWriter:
