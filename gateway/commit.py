@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -282,7 +283,7 @@ class GroupCommitter:
                     new = insert_pages(db, rows)
                     first = None if new is None else _first_rows(rows)
                     answers, completions = _settled(group, group, new, first)
-                    fresh = [(c, result) for c, result in completions if isinstance(c, NewKey)]
+                    fresh = cast("list[tuple[NewKey, bytes]]", completions)  # every claim new
                     if not store.insert_completed_sqlite(db, fresh):
                         raise _KeyExists
                     return answers
