@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from gateway.client import AsyncEventClient, Rejection, track_event
+from gateway.client import AsyncEventClient, Counters, Rejection, track_event
 from gateway.client.events import batch_request, encode, stamp
 from gateway.config import Settings
+from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
 from gateway.storage.engine import create_engine
 from gateway.storage.idempotency import IdempotencyStore
@@ -36,15 +37,21 @@ async def new_key(gateway: Gateway, **kwargs: Any) -> str:
         await engine.dispose()
 
 
-async def send_all(client: AsyncEventClient, n: int, prefix: str) -> list[str]:
-    ids = []
+async def send_events(
+    client: AsyncEventClient, events: list[Event], flush_within: float = 30
+) -> Counters:
+    """Send ``events`` through ``client``, flushed within ``flush_within`` seconds, and close it."""
     async with client:
-        for i in range(n):
-            event = track_event("order_completed", event_id=f"{prefix}-{i}")
+        for event in events:
             await client.send(event)
-            ids.append(event.id)
-        assert await client.flush(timeout=60)
-    return ids
+        assert await client.flush(timeout=flush_within)
+    return client.counters
+
+
+async def send_all(client: AsyncEventClient, n: int, prefix: str) -> list[str]:
+    events = [track_event("order_completed", event_id=f"{prefix}-{i}") for i in range(n)]
+    await send_events(client, events, flush_within=60)
+    return [event.id for event in events]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -113,13 +120,10 @@ async def test_key_in_flight_is_retried_until_it_is_free(short_locks: Gateway) -
     finally:
         await engine.dispose()
 
-    async with AsyncEventClient(
+    client = AsyncEventClient(
         short_locks.grpc_target, short_locks.api_key, batch_size=2, key_factory=lambda: "busy-key"
-    ) as client:
-        for event in events:
-            await client.send(event)
-        assert await client.flush(timeout=30)
-    counters = client.counters
+    )
+    counters = await send_events(client, events)
     assert counters.retried >= 2, "the key in flight never refused the batch"
     assert (counters.accepted, counters.rejected) == (2, 0)
     assert sorted(e.id for e in await short_locks.stored()) == ["busy-0", "busy-1"]
@@ -130,7 +134,7 @@ async def test_a_deadline_run_out_is_retried_then_reported_and_the_key_kept(
 ) -> None:
     events = [track_event("order_completed", event_id=f"late-{i}") for i in range(3)]
     late: list[Rejection] = []
-    async with AsyncEventClient(
+    client = AsyncEventClient(
         gateway.grpc_target,
         gateway.api_key,
         batch_size=3,
@@ -138,21 +142,16 @@ async def test_a_deadline_run_out_is_retried_then_reported_and_the_key_kept(
         max_attempts=3,
         on_rejected=late.extend,
         key_factory=lambda: "late-key",
-    ) as client:
-        for event in events:
-            await client.send(event)
-        assert await client.flush(timeout=30)
-    counters = client.counters
+    )
+    counters = await send_events(client, events)
     assert (counters.retried, counters.rejected) == (6, 3)  # two retries of three events
     assert {r.code for r in late} == {"DEADLINE_EXCEEDED"}
     # Whatever the timed-out attempts stored, the batch sent again under its key is stored once.
-    async with AsyncEventClient(
+    again = AsyncEventClient(
         gateway.grpc_target, gateway.api_key, batch_size=3, key_factory=lambda: "late-key"
-    ) as again:
-        for event in events:
-            await again.send(event)
-        assert await again.flush(timeout=30)
-    assert again.counters.accepted + again.counters.duplicates == 3
+    )
+    resent = await send_events(again, events)
+    assert resent.accepted + resent.duplicates == 3
     assert sorted(e.id for e in await gateway.stored()) == ["late-0", "late-1", "late-2"]
 
 
