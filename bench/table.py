@@ -13,6 +13,8 @@ from typing import TextIO
 from bench.report import Check, Report
 from bench.series import CheckSpread, PipelineSpread, Series, Spread
 
+NAME = 18  # the first column's width, for the longest scenario name (grpc-client-build)
+
 
 def _heading(report: Report) -> str:
     """What both tables open with: the bench, its database and durability."""
@@ -21,7 +23,7 @@ def _heading(report: Report) -> str:
 
 def _target_label(check: Check | CheckSpread) -> str:
     """A target's row label in both tables, as wide as the longest target."""
-    return f"  {check.scenario:<18}{check.target:<26}"
+    return f"  {check.scenario:<{NAME}}{check.target:<26}"
 
 
 def render_table(report: Report, out: TextIO) -> None:
@@ -33,7 +35,7 @@ def render_table(report: Report, out: TextIO) -> None:
         file=out,
     )
     header = (
-        f"{'scenario':<18}{'events/s':>11}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'scenario':<{NAME}}{'events/s':>11}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'errors':>8}{'refused':>9}{'peak RSS MB':>13}{'x raw':>8}{'CPU us/ev':>11}"
     )
     print(header, file=out)
@@ -43,7 +45,7 @@ def render_table(report: Report, out: TextIO) -> None:
         ratio = "" if row.ratio_to_raw is None else f"{row.ratio_to_raw:.2f}"
         cpu = "" if row.cpu_us_per_event is None else f"{row.cpu_us_per_event:.1f}"
         print(
-            f"{row.name:<18}{row.events_per_s:>11,.0f}{row.requests_per_s:>12,.0f}"
+            f"{row.name:<{NAME}}{row.events_per_s:>11,.0f}{row.requests_per_s:>12,.0f}"
             f"{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}{row.errors:>8}{row.refused:>9}"
             f"{rss:>13}{ratio:>8}{cpu:>11}",
             file=out,
@@ -63,7 +65,7 @@ def _render_pipelines(report: Report, out: TextIO) -> None:
     if not rows:
         return
     header = (
-        f"{'delivery':<18}{'relay':<16}{'delivered/s':>12}{'x ingest':>10}{'lag p50 s':>11}"
+        f"{'delivery':<{NAME}}{'relay':<16}{'delivered/s':>12}{'x ingest':>10}{'lag p50 s':>11}"
         f"{'p99 s':>8}{'max s':>8}{'pending p99':>13}{'drain s':>9}{'in stream':>20}"
         f"{'CPU us/ev':>11}"
     )
@@ -75,7 +77,7 @@ def _render_pipelines(report: Report, out: TextIO) -> None:
         cpu = "" if p.cpu_us_per_event is None else f"{p.cpu_us_per_event:.1f}"
         relay = p.relay if p.relays == 1 else f"{p.relay} x{p.relays}"
         print(
-            f"{name:<18}{relay:<16}{p.delivered_per_s:>12,.0f}{ratio:>10}{p.lag_p50_s:>11.2f}"
+            f"{name:<{NAME}}{relay:<16}{p.delivered_per_s:>12,.0f}{ratio:>10}{p.lag_p50_s:>11.2f}"
             f"{p.lag_p99_s:>8.2f}{p.lag_max_s:>8.2f}{p.pending_p99:>13,}{drain:>9}"
             f"{f'{p.delivered_total:,}/{p.acknowledged:,}':>20}{cpu:>11}",
             file=out,
@@ -106,12 +108,12 @@ def render_series(series: Series, out: TextIO) -> None:
         " median (min-max)",
         file=out,
     )
-    header = f"{'scenario':<18}{'events/s':>26}{'p99 ms':>20}{'x raw':>20}"
+    header = f"{'scenario':<{NAME}}{'events/s':>26}{'p99 ms':>20}{'x raw':>20}"
     print(header, file=out)
     print("-" * len(header), file=out)
     for row in summary.figures:
         print(
-            f"{row.name:<18}{_cell(row.events_per_s, ',.0f'):>26}"
+            f"{row.name:<{NAME}}{_cell(row.events_per_s, ',.0f'):>26}"
             f"{_cell(row.p99_ms, '.1f'):>20}{_cell(row.ratio_to_raw, '.2f'):>20}",
             file=out,
         )
