@@ -140,9 +140,11 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
     ids: list[str] = []
     types: list[str] = []
     payloads: list[bytearray] = []
+    ids_given = True  # every event valid and carrying its own id: ``ids`` bind the key
     for index, (event, encoded) in enumerate(zip(request.events, batch.events, strict=True)):
         checked = check(event, project_id)
         if isinstance(checked, Rule):
+            ids_given = False
             rejected[index] = Outcome(
                 status=Status.REJECTED,
                 event_id=event.id,
@@ -153,6 +155,7 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
             continue
         event_id, kind, timed = checked
         if not event_id:
+            ids_given = False
             if key:
                 event_id = uuid5(_ID_NAMESPACE_BYTES, f"key:{key}\x00{index}")
             else:  # time-ordered (a random per-batch part, the receive time, the index)
@@ -166,7 +169,8 @@ def translate(batch: Batch, project_id: str, *, max_events: int) -> Submission:
         types.append(TYPE_NAMES[kind or _TRACK])
     fingerprint, earlier = "", None
     if key is not None:
-        fingerprint, earlier = _fingerprint(request), lambda: _earlier_fingerprint(request)
+        bound = _ids_fingerprint(ids) if ids_given else _fingerprint(request)
+        fingerprint, earlier = bound, lambda: _earlier_fingerprint(request)
     return Submission(
         project_id=project_id,
         endpoint=ENDPOINT,
@@ -194,7 +198,22 @@ def _fingerprint(request: SubmitBatchRequest) -> str:
         "i:" + event.id if event.id else "e:" + event.SerializeToString(deterministic=True).hex()
         for event in request.events
     ]
-    return "2:" + hashlib.sha256(orjson.dumps(bound)).hexdigest()[:62]
+    return _bound_fingerprint(orjson.dumps(bound))
+
+
+def _ids_fingerprint(ids: list[str]) -> str:
+    """``_fingerprint`` of a request whose every event carries its id, ``ids`` in order, without
+    reading the events again (which was a fifth of a keyed batch's translation): orjson
+    writes ``["a","b"]``, and with no escape in it (no quote inside a string) every ``","`` lies
+    between two strings, so prefixing each string with ``i:`` is a replace."""
+    dumped = orjson.dumps(ids)
+    if not ids or b"\\" in dumped:
+        return _bound_fingerprint(orjson.dumps(["i:" + event_id for event_id in ids]))
+    return _bound_fingerprint(b'["i:' + dumped[2:].replace(b'","', b'","i:'))
+
+
+def _bound_fingerprint(bound: bytes) -> str:
+    return "2:" + hashlib.sha256(bound).hexdigest()[:62]
 
 
 def _earlier_fingerprint(request: SubmitBatchRequest) -> str:
