@@ -57,8 +57,7 @@ def _run(target: Target, concurrency: int, window: Window, gate: Gate, build: bo
         while True:
             for _ in range(CHUNK):
                 if not build:
-                    template.ClearField("id")
-                    template.ClearField("occurred_at")
+                    template.ClearField("id")  # the time is never set on it: see encode
                     client.send(template)
                     continue
                 event = track_event(

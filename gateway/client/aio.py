@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.client.buffer import BufferFull, Counters
 from gateway.client.engine import Engine
-from gateway.client.events import encode, stamp, track_event
+from gateway.client.events import encode, track_event
 from gateway.client.options import Options
 from gateway.pb.event_pb2 import Event
 
@@ -43,9 +43,8 @@ class AsyncEventClient:
         return await self.send(track_event(name, **fields))
 
     async def send(self, event: Event) -> bool:
-        """Enqueue any canonical event; it gets its id (UUIDv7) and occurred-at time now when it
-        has none, set on ``event`` itself."""
-        stamp(event)
+        """Enqueue any canonical event; when it has none, it gets its id (a UUIDv7, set on
+        ``event`` too) and the millisecond of enqueue as its occurred-at time."""
         encoded = encode(event)
         if not self._started:
             await self.start()

@@ -16,14 +16,16 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.pb.event_pb2 import Event, EventType
 
-# The id state of the current millisecond: (milliseconds, the id's text up to its last 12 hex
-# digits, the counter of its last 48 bits). Replaced whole, never changed in place, so threads
-# share it without a lock; a forked child starts afresh.
-_State = tuple[int, str, Iterator[int]]
-_NO_STATE: _State = (-1, "", iter(()))
+# The state of the current millisecond: (milliseconds, the id's text up to its last 12 hex
+# digits, the counter of its last 48 bits, the millisecond as an encoded occurred-at field).
+# Replaced whole, never changed in place, so threads share it without a lock; a forked child
+# starts afresh.
+_State = tuple[int, str, Iterator[int], bytes]
+_NO_STATE: _State = (-1, "", iter(()), b"")
 _state = _NO_STATE
 
 
@@ -35,6 +37,12 @@ def _forget_state() -> None:
 os.register_at_fork(after_in_child=_forget_state)
 
 
+def _now() -> _State:
+    ms = time.time_ns() // 1_000_000
+    state = _state
+    return state if state[0] == ms else _millisecond(ms)
+
+
 def _millisecond(ms: int) -> _State:
     global _state
     rand = int.from_bytes(os.urandom(10))
@@ -43,10 +51,13 @@ def _millisecond(ms: int) -> _State:
     head = f"{ms & ((1 << 48) - 1):012x}{version_rand_a:04x}{variant_rand_b:04x}"
     # the last 48 bits of rand_b start at a random 47-bit value and count up: they cannot overflow
     start = rand & ((1 << 47) - 1)
+    seconds, millis = divmod(ms, 1000)
+    occurred_at = Timestamp(seconds=seconds, nanos=millis * 1_000_000)
     state = _state = (
         ms,
         f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-",
         itertools.count(start),
+        Event(occurred_at=occurred_at).SerializeToString(),
     )
     return state
 
@@ -57,9 +68,9 @@ def uuid7(ns: int | None = None) -> str:
     of the last 48, so that these count up from there without overflowing: RFC 9562's monotonic
     random method), so ids sort by time and two ids of one process never collide. The randomness
     comes from ``os.urandom`` (never shared with a forked child)."""
-    ms = (time.time_ns() if ns is None else ns) // 1_000_000
-    state = _state
-    if state[0] != ms:
+    if ns is None:
+        state = _now()
+    elif (state := _state)[0] != (ms := ns // 1_000_000):
         state = _millisecond(ms)
     return f"{state[1]}{next(state[2]):012x}"
 
@@ -119,16 +130,6 @@ def _set_struct(struct: Struct, values: Mapping[str, Any]) -> None:
             struct.update({key: value})
 
 
-def stamp(event: Event) -> None:
-    """Give ``event`` its id and occurred-at time now, unless it has them."""
-    now = time.time_ns()
-    if not event.id:
-        event.id = uuid7(now)
-    if not event.HasField("occurred_at"):
-        occurred_at = event.occurred_at
-        occurred_at.seconds, occurred_at.nanos = divmod(now, 1_000_000_000)
-
-
 def varint(n: int) -> bytes:
     """``n`` as a Protobuf base-128 varint."""
     out = bytearray()
@@ -144,8 +145,16 @@ _HEADS: dict[int, bytes] = {}
 
 
 def encode(event: Event) -> bytes:
-    """``event`` as one repeated ``events`` field (2) of a ``SubmitBatchRequest``."""
+    """``event`` as one repeated ``events`` field (2) of a ``SubmitBatchRequest``, given now
+    what it lacks: an id, a UUIDv7 set on ``event`` too, and an occurred-at time, this
+    millisecond (the id's). The time is appended to the event's bytes (protobuf reads a field
+    wherever it comes) rather than set on ``event``: one serialization, no message work for it."""
+    state = _now()
+    if not event.id:
+        event.id = f"{state[1]}{next(state[2]):012x}"
     body = event.SerializeToString()
+    if not event.HasField("occurred_at"):
+        body += state[3]
     n = len(body)
     head = _HEADS.get(n)
     if head is None:

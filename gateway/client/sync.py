@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from gateway.client.buffer import Counters
 from gateway.client.engine import Engine
-from gateway.client.events import encode, stamp, track_event
+from gateway.client.events import encode, track_event
 from gateway.client.options import Options
 from gateway.pb.event_pb2 import Event
 
@@ -62,10 +62,9 @@ class EventClient:
         return self.send(track_event(name, **fields))
 
     def send(self, event: Event) -> bool:
-        """Enqueue any canonical event; it gets its id (UUIDv7) and occurred-at time now when it
-        has none, set on ``event`` itself. Under the ``block`` policy this waits while the buffer
-        is full (``block_timeout``, then ``BufferFull``)."""
-        stamp(event)
+        """Enqueue any canonical event; when it has none, it gets its id (a UUIDv7, set on
+        ``event`` too) and the millisecond of enqueue as its occurred-at time. Under the ``block``
+        policy this waits while the buffer is full (``block_timeout``, then ``BufferFull``)."""
         return self._engine.buffer.add(encode(event), timeout=self.options.block_timeout)
 
     def flush(self, timeout: float | None = None) -> bool:

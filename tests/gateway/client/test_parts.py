@@ -11,6 +11,7 @@ import uuid
 import grpc
 import pytest
 from google.protobuf import duration_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway.client import Backoff, BufferFull, ClientClosed, Counters, events, uuid7
@@ -48,11 +49,31 @@ def test_a_forked_child_draws_ids_of_its_own(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_batch_is_a_submit_batch_request_of_the_events() -> None:
-    events = [track_event("a", event_id="1", user_id="u"), track_event("b", properties={"x": 1})]
+    events = [
+        track_event("a", event_id="1", user_id="u", occurred_at=1.8e9),
+        track_event("b", event_id="2", properties={"x": 1}, occurred_at=1.8e9 + 0.5),
+    ]
     request = SubmitBatchRequest.FromString(batch_request("key-1", [encode(e) for e in events]))
     assert request.idempotency_key == "key-1"
     assert list(request.events) == events
     assert decode(encode(events[1])) == events[1]
+
+
+def test_an_event_without_id_and_time_gets_both_at_enqueue(monkeypatch: pytest.MonkeyPatch) -> None:
+    now_ns = 1_800_000_123_456_789_012
+    monkeypatch.setattr(events, "time", types.SimpleNamespace(time_ns=lambda: now_ns))
+    event = track_event("a", properties={"x": 1})
+    sent = decode(encode(event))
+    assert sent.id == event.id and uuid.UUID(event.id).version == 7
+    assert uuid.UUID(event.id).int >> 80 == now_ns // 1_000_000  # the id's millisecond...
+    assert sent.occurred_at == Timestamp(seconds=1_800_000_123, nanos=456_000_000)  # ...its time
+    assert not event.HasField("occurred_at")  # set on the wire only
+    sent.ClearField("occurred_at")
+    assert sent == event
+    second = decode(encode(track_event("a")))
+    assert second.id > event.id and second.occurred_at == Timestamp(
+        seconds=1_800_000_123, nanos=456_000_000
+    )
 
 
 def buffer(policy: str, capacity: int = 4) -> Buffer:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.client import AsyncEventClient, Counters, Rejection, track_event
-from gateway.client.events import batch_request, encode, stamp
+from gateway.client.events import batch_request, encode
 from gateway.config import Settings
 from gateway.pb.event_pb2 import Event
 from gateway.pb.gateway_pb2 import SubmitBatchRequest
@@ -105,8 +105,6 @@ async def test_key_in_flight_is_retried_until_it_is_free(short_locks: Gateway) -
     events = [
         track_event("order_completed", event_id=f"busy-{i}", occurred_at=1.8e9) for i in (0, 1)
     ]
-    for event in events:
-        stamp(event)
     request = batch_request("busy-key", [encode(e) for e in events])
     fingerprint = hashlib.sha256(
         SubmitBatchRequest.FromString(request).SerializeToString(deterministic=True)
