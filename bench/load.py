@@ -6,8 +6,8 @@ for a warm-up and then the scenario's duration, and reports what completed insid
 window (:mod:`bench.window`). Event ids are unique per run (worker, scenario, counter).
 
 - ``grpc-batch``: unary ``SubmitBatch`` of ``GRPC_BATCH`` events, several calls in flight;
-  ``grpc-batch-keyed`` (only when named) the same with an idempotency key per request, what the
-  gateway's client sends (:mod:`bench.client`);
+  ``grpc-batch-keyed`` (only when named) the same with an idempotency key per request and the
+  answer's exceptions only, what the gateway's client sends (:mod:`bench.client`);
 - ``grpc-stream``: ``SubmitStream``, batches pipelined on a few streams, ``STREAM_WINDOW`` each;
 - ``databuddy-batch``: Databuddy ``POST /batch``, ``HTTP_BATCH`` tracker page views per request;
 - ``track``: Databuddy ``POST /track``, one custom event per request.

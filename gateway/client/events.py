@@ -19,6 +19,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.pb.event_pb2 import Event, EventType
+from gateway.pb.gateway_pb2 import ResultView, SubmitBatchRequest
 
 # The state of the current millisecond: (milliseconds, the id's text up to its last 12 hex
 # digits, the counter of its last 48 bits, the millisecond as an encoded occurred-at field).
@@ -164,10 +165,15 @@ def encode(event: Event) -> bytes:
     return head + body
 
 
+# Every event has its id from the client: the answer need name only those not accepted.
+_VIEW = SubmitBatchRequest(result_view=ResultView.RESULT_VIEW_EXCEPTIONS).SerializeToString()
+
+
 def batch_request(key: str, events: Sequence[bytes]) -> bytes:
-    """A serialized ``SubmitBatchRequest`` of already ``encode``d events under ``key``."""
+    """A serialized ``SubmitBatchRequest`` of already ``encode``d events under ``key``, asking
+    for the answer's exceptions only (``RESULT_VIEW_EXCEPTIONS``)."""
     raw = key.encode()
-    return b"".join([b"\x0a", varint(len(raw)), raw, *events])
+    return b"".join([b"\x0a", varint(len(raw)), raw, _VIEW, *events])
 
 
 def decode(encoded: bytes) -> Event:

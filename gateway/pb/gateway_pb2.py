@@ -26,23 +26,25 @@ _sym_db = _symbol_database.Default()
 from gateway.pb import event_pb2 as eventgw_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ventgw/v1/gateway.proto\x12\neventgw.v1\x1a\x16\x65ventgw/v1/event.proto\"P\n\x12SubmitBatchRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12!\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x11.eventgw.v1.Event\"/\n\x14GetSubmissionRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\x85\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.eventgw.v1.EventStatus\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05\x66ield\x18\x06 \x01(\t\"\x89\x01\n\x13SubmitBatchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.eventgw.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x10\n\x08replayed\x18\x05 \x01(\x08*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\x87\x02\n\x0c\x45ventGateway\x12N\n\x0bSubmitBatch\x12\x1e.eventgw.v1.SubmitBatchRequest\x1a\x1f.eventgw.v1.SubmitBatchResponse\x12S\n\x0cSubmitStream\x12\x1e.eventgw.v1.SubmitBatchRequest\x1a\x1f.eventgw.v1.SubmitBatchResponse(\x01\x30\x01\x12R\n\rGetSubmission\x12 .eventgw.v1.GetSubmissionRequest\x1a\x1f.eventgw.v1.SubmitBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ventgw/v1/gateway.proto\x12\neventgw.v1\x1a\x16\x65ventgw/v1/event.proto\"}\n\x12SubmitBatchRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12!\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x11.eventgw.v1.Event\x12+\n\x0bresult_view\x18\x03 \x01(\x0e\x32\x16.eventgw.v1.ResultView\"/\n\x14GetSubmissionRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\x85\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.eventgw.v1.EventStatus\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05\x66ield\x18\x06 \x01(\t\"\x89\x01\n\x13SubmitBatchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.eventgw.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x10\n\x08replayed\x18\x05 \x01(\x08*Z\n\nResultView\x12\x1b\n\x17RESULT_VIEW_UNSPECIFIED\x10\x00\x12\x13\n\x0fRESULT_VIEW_ALL\x10\x01\x12\x1a\n\x16RESULT_VIEW_EXCEPTIONS\x10\x02*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\x87\x02\n\x0c\x45ventGateway\x12N\n\x0bSubmitBatch\x12\x1e.eventgw.v1.SubmitBatchRequest\x1a\x1f.eventgw.v1.SubmitBatchResponse\x12S\n\x0cSubmitStream\x12\x1e.eventgw.v1.SubmitBatchRequest\x1a\x1f.eventgw.v1.SubmitBatchResponse(\x01\x30\x01\x12R\n\rGetSubmission\x12 .eventgw.v1.GetSubmissionRequest\x1a\x1f.eventgw.v1.SubmitBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eventgw.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTSTATUS']._serialized_start=471
-  _globals['_EVENTSTATUS']._serialized_end=596
+  _globals['_RESULTVIEW']._serialized_start=516
+  _globals['_RESULTVIEW']._serialized_end=606
+  _globals['_EVENTSTATUS']._serialized_start=608
+  _globals['_EVENTSTATUS']._serialized_end=733
   _globals['_SUBMITBATCHREQUEST']._serialized_start=64
-  _globals['_SUBMITBATCHREQUEST']._serialized_end=144
-  _globals['_GETSUBMISSIONREQUEST']._serialized_start=146
-  _globals['_GETSUBMISSIONREQUEST']._serialized_end=193
-  _globals['_EVENTRESULT']._serialized_start=196
-  _globals['_EVENTRESULT']._serialized_end=329
-  _globals['_SUBMITBATCHRESPONSE']._serialized_start=332
-  _globals['_SUBMITBATCHRESPONSE']._serialized_end=469
-  _globals['_EVENTGATEWAY']._serialized_start=599
-  _globals['_EVENTGATEWAY']._serialized_end=862
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=189
+  _globals['_GETSUBMISSIONREQUEST']._serialized_start=191
+  _globals['_GETSUBMISSIONREQUEST']._serialized_end=238
+  _globals['_EVENTRESULT']._serialized_start=241
+  _globals['_EVENTRESULT']._serialized_end=374
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=377
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=514
+  _globals['_EVENTGATEWAY']._serialized_start=736
+  _globals['_EVENTGATEWAY']._serialized_end=999
 # @@protoc_insertion_point(module_scope)

@@ -32,9 +32,14 @@ from gateway.errors import (
     retry_after,
 )
 from gateway.model import ApiKey, Result
-from gateway.pb.gateway_pb2 import DESCRIPTOR, GetSubmissionRequest, SubmitBatchResponse
+from gateway.pb.gateway_pb2 import (
+    DESCRIPTOR,
+    GetSubmissionRequest,
+    ResultView,
+    SubmitBatchResponse,
+)
 from gateway.rpc.batch import Batch
-from gateway.rpc.translate import ENDPOINT, response, translate
+from gateway.rpc.translate import ENDPOINT, exceptions, response, translate
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -113,7 +118,7 @@ class EventGatewayService:
                 raise SubmissionNotFound("no completed submission with that key")
         except GatewayError as error:
             await abort(context, error, info)
-        return _answer(result)
+        return _answer(result, ResultView.RESULT_VIEW_ALL)
 
     async def _authenticate(self, context: Context, info: RequestInfo) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
@@ -137,7 +142,7 @@ class EventGatewayService:
         limit = self.runtime.settings.max_grpc_batch_events
         submission = translate(batch, principal.project_id, max_events=limit)
         result = await self.runtime.ingestor.submit(submission)
-        answer = _answer(result)
+        answer = _answer(result, batch.request.result_view)
         self._count(submission.size, answer, info)
         return answer
 
@@ -159,14 +164,14 @@ def _retrieve(task: asyncio.Task[SubmitBatchResponse]) -> None:
         task.exception()
 
 
-def _answer(result: Result) -> SubmitBatchResponse:
-    """The ``Result``'s answer; a key stored before results were stored whole kept its answer's
-    bytes."""
+def _answer(result: Result, view: ResultView.ValueType) -> SubmitBatchResponse:
+    """The ``Result``'s answer in ``view``; a key stored before results were stored whole kept
+    its answer's bytes."""
     if result.rendered is not None:
         answer = SubmitBatchResponse.FromString(result.rendered.body)
         answer.replayed = True
-        return answer
-    return response(result)
+        return exceptions(answer) if view == ResultView.RESULT_VIEW_EXCEPTIONS else answer
+    return response(result, view)
 
 
 async def abort(context: Context, error: GatewayError, info: RequestInfo) -> NoReturn:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import chain
 from typing import NamedTuple
 
 import orjson
@@ -28,7 +30,12 @@ from gateway.errors import InvalidRequest
 from gateway.ids import uuid5, uuid7
 from gateway.model import TYPE_NAMES, Encoded, Outcome, Result, Status, Submission
 from gateway.pb.event_pb2 import Event, EventType
-from gateway.pb.gateway_pb2 import EventStatus, SubmitBatchRequest, SubmitBatchResponse
+from gateway.pb.gateway_pb2 import (
+    EventStatus,
+    ResultView,
+    SubmitBatchRequest,
+    SubmitBatchResponse,
+)
 from gateway.rpc.batch import Batch
 
 ENDPOINT = "grpc SubmitBatch"
@@ -43,6 +50,8 @@ _CUSTOM = EventType.EVENT_TYPE_CUSTOM  # the last type with no payload of its ow
 _ACCEPTED = EventStatus.EVENT_STATUS_ACCEPTED
 _DUPLICATE = EventStatus.EVENT_STATUS_DUPLICATE
 _REJECTED = EventStatus.EVENT_STATUS_REJECTED
+_ALL = ResultView.RESULT_VIEW_ALL
+_EXCEPTIONS = ResultView.RESULT_VIEW_EXCEPTIONS
 # Payloads are built as bytearrays, which the SQLite driver binds fastest (see storage ``Row``).
 _join = bytearray().join
 
@@ -219,12 +228,15 @@ def _bound_fingerprint(bound: bytes) -> str:
 def _earlier_fingerprint(request: SubmitBatchRequest) -> str:
     """The fingerprint of keys stored before ``_fingerprint``'s: the whole request,
     deterministically serialized (compared only with such a key, so a retry across an upgrade
-    is still a replay)."""
+    is still a replay). The view asked for is left out, as it is of ``_fingerprint``."""
+    if request.result_view:
+        request = SubmitBatchRequest(idempotency_key=request.idempotency_key, events=request.events)
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
-def response(result: Result) -> SubmitBatchResponse:
-    """The answer to a batch: one result per event by request index, and the counts."""
+def response(result: Result, view: ResultView.ValueType = _ALL) -> SubmitBatchResponse:
+    """The answer to a batch: the counts, and one result per event by request index; with
+    ``RESULT_VIEW_EXCEPTIONS`` only for the events not accepted (no work per accepted event)."""
     answer = SubmitBatchResponse(
         accepted=result.accepted,
         duplicates=result.duplicate_count,
@@ -232,11 +244,16 @@ def response(result: Result) -> SubmitBatchResponse:
         replayed=result.replayed,
     )
     add = answer.results.add
-    if not result.rejected and not result.duplicates:
+    if view == _EXCEPTIONS:
+        indexes: Iterable[int] = sorted(chain(result.duplicates, result.rejected))
+    elif not result.rejected and not result.duplicates:
         for index, event_id in enumerate(result.event_ids):
             add(index=index, status=_ACCEPTED, event_id=event_id)
         return answer
-    for index, outcome in enumerate(result):
+    else:
+        indexes = range(len(result.event_ids))
+    for index in indexes:
+        outcome = result[index]
         if outcome.status is Status.REJECTED:
             add(
                 index=index,
@@ -249,6 +266,14 @@ def response(result: Result) -> SubmitBatchResponse:
         else:
             status = _DUPLICATE if outcome.status is Status.DUPLICATE else _ACCEPTED
             add(index=index, status=status, event_id=outcome.event_id)
+    return answer
+
+
+def exceptions(answer: SubmitBatchResponse) -> SubmitBatchResponse:
+    """``answer`` in ``RESULT_VIEW_EXCEPTIONS``: its results of the events not accepted."""
+    kept = [r for r in answer.results if r.status != _ACCEPTED]
+    del answer.results[:]
+    answer.results.extend(kept)
     return answer
 
 

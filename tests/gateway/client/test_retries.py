@@ -8,7 +8,6 @@ out). Reported, never retried: ``UNAUTHENTICATED``, ``PERMISSION_DENIED``,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from gateway.client import AsyncEventClient, Counters, Rejection, track_event
 from gateway.client.events import batch_request, encode
 from gateway.config import Settings
 from gateway.pb.event_pb2 import Event
-from gateway.pb.gateway_pb2 import SubmitBatchRequest
+from gateway.rpc.batch import Batch
+from gateway.rpc.translate import translate
 from gateway.storage.engine import create_engine
 from gateway.storage.idempotency import IdempotencyStore
 from gateway.storage.tenants import TenantStore
@@ -105,10 +105,8 @@ async def test_key_in_flight_is_retried_until_it_is_free(short_locks: Gateway) -
     events = [
         track_event("order_completed", event_id=f"busy-{i}", occurred_at=1.8e9) for i in (0, 1)
     ]
-    request = batch_request("busy-key", [encode(e) for e in events])
-    fingerprint = hashlib.sha256(
-        SubmitBatchRequest.FromString(request).SerializeToString(deterministic=True)
-    ).hexdigest()
+    request = Batch.parse(batch_request("busy-key", [encode(e) for e in events]))
+    fingerprint = translate(request, short_locks.project_id, max_events=10).fingerprint
     engine = create_engine(Settings(database_url=short_locks.settings.database_url))
     try:
         store = IdempotencyStore(engine, retention_s=60, lock_timeout_s=30)

@@ -17,7 +17,12 @@ from sqlalchemy import insert
 from gateway import migrate
 from gateway.config import Settings
 from gateway.pb.event_pb2 import Event
-from gateway.pb.gateway_pb2 import EventStatus, SubmitBatchRequest, SubmitBatchResponse
+from gateway.pb.gateway_pb2 import (
+    EventStatus,
+    ResultView,
+    SubmitBatchRequest,
+    SubmitBatchResponse,
+)
 from gateway.pb.gateway_pb2_grpc import EventGatewayStub
 from gateway.storage.engine import create_engine
 from gateway.storage.schema import idempotency_keys
@@ -108,10 +113,13 @@ async def test_keys_stored_before_the_migration_replay_byte_for_byte(sqlite_url:
             stub = EventGatewayStub(channel)
             auth = (("authorization", f"Bearer {gw.api_key}"),)
             again = await stub.SubmitBatch(grpc_request, metadata=auth)
+            grpc_request.result_view = ResultView.RESULT_VIEW_EXCEPTIONS
+            exceptions = await stub.SubmitBatch(grpc_request, metadata=auth)
         expected = SubmitBatchResponse()
         expected.CopyFrom(legacy_grpc)
         expected.replayed = True
         assert again == expected
+        assert exceptions == SubmitBatchResponse(accepted=1, replayed=True)
         assert await gw.stored() == []  # a replay stores nothing
 
 

@@ -27,6 +27,7 @@ from gateway.pb.event_pb2 import (
 from gateway.pb.gateway_pb2 import (
     EventStatus,
     GetSubmissionRequest,
+    ResultView,
     SubmitBatchRequest,
     SubmitBatchResponse,
 )
@@ -156,6 +157,10 @@ async def test_a_key_stored_by_an_earlier_version_is_still_replayed(
         await engine.dispose()
     answer = await stub.SubmitBatch(request, metadata=auth(gateway))
     assert answer.replayed and answer.accepted == 3
+    # Those requests had no view to ask for: asking for one changes nothing of the request.
+    request.result_view = ResultView.RESULT_VIEW_EXCEPTIONS
+    answer = await stub.SubmitBatch(request, metadata=auth(gateway))
+    assert answer.replayed and answer.accepted == 3 and not answer.results
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.SubmitBatch(batch("new", 3, key="from-before"), metadata=auth(gateway))
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -191,6 +196,42 @@ async def test_invalid_events_are_rejected_by_index_and_the_rest_stored(
     assert stored["ok-3"].type == EventType.EVENT_TYPE_PAGE_VIEW
     assert stored["ok-1"].type == EventType.EVENT_TYPE_TRACK
     assert stored["ok-1"].occurred_at == stored["ok-1"].received_at
+
+
+async def test_the_exceptions_view_names_only_the_events_not_accepted(
+    gateway: Gateway, stub: gateway_pb2_grpc.EventGatewayStub
+) -> None:
+    await stub.SubmitBatch(
+        SubmitBatchRequest(events=[Event(id="seen", name="a")]), metadata=auth(gateway)
+    )
+    events = [
+        Event(id="new-1", name="a"),
+        Event(id="seen", name="a"),
+        Event(id="nameless"),
+        Event(id="new-2", name="b"),
+    ]
+    request = SubmitBatchRequest(
+        idempotency_key="v", events=events, result_view=ResultView.RESULT_VIEW_EXCEPTIONS
+    )
+    answer = await stub.SubmitBatch(request, metadata=auth(gateway))
+    assert (answer.accepted, answer.duplicates, answer.rejected) == (2, 1, 1)
+    named = [(r.index, r.status, r.event_id, r.code) for r in answer.results]
+    assert named == [(1, DUPLICATE, "seen", ""), (2, REJECTED, "nameless", "missing_field")]
+    assert {e.id for e in await gateway.stored()} == {"seen", "new-1", "new-2"}
+    # The view is not what the key is bound to: asked for every result, the batch is replayed.
+    request.result_view = ResultView.RESULT_VIEW_ALL
+    replay = await stub.SubmitBatch(request, metadata=auth(gateway))
+    assert replay.replayed and [r.index for r in replay.results] == [0, 1, 2, 3]
+    assert [r.status for r in replay.results] == [ACCEPTED, DUPLICATE, REJECTED, ACCEPTED]
+    request.result_view = ResultView.RESULT_VIEW_EXCEPTIONS
+    replay = await stub.SubmitBatch(request, metadata=auth(gateway))
+    assert replay.replayed and [r.index for r in replay.results] == [1, 2]
+    # A batch all accepted is answered by its counts alone.
+    request = SubmitBatchRequest(
+        events=[Event(id="new-3", name="c")], result_view=ResultView.RESULT_VIEW_EXCEPTIONS
+    )
+    answer = await stub.SubmitBatch(request, metadata=auth(gateway))
+    assert answer.accepted == 1 and not answer.results
 
 
 async def test_each_type_with_a_payload_of_its_own_is_validated_by_its_rules(
