@@ -155,6 +155,13 @@ class Buffer:
             if not self.pending:
                 return []
             due = force or time.monotonic() - self.oldest >= max_age
+            pending, nbytes = self.pending, self.pending_bytes
+            if len(pending) <= self.batch_size and nbytes <= self.max_batch_bytes:
+                # All of it fits one batch (as a rule): no event's size to add up.
+                if not (due or len(pending) == self.batch_size or nbytes == self.max_batch_bytes):
+                    return []
+                self.pending, self.pending_bytes = [], 0
+                return [self._batch(pending)]
             batches: list[Batch] = []
             start, size, nbytes = 0, 0, 0
             for i, encoded in enumerate(self.pending):

@@ -123,6 +123,28 @@ def test_batches_form_by_size_and_by_age() -> None:
     assert b.take(force=False, max_age=60) == []  # one young event waits
     assert [batch.events for batch in b.take(force=False, max_age=0)] == [[b"\x04"]]
     assert len({batch.key for batch in full}) == 2
+    b.add(b"\x05")
+    b.add(b"\x06")
+    assert [batch.events for batch in b.take(force=False, max_age=60)] == [[b"\x05", b"\x06"]]
+
+
+def test_batches_form_by_bytes() -> None:
+    b = Buffer(
+        capacity=10,
+        policy="block",
+        batch_size=10,
+        max_batch_bytes=4,
+        on_batch_ready=lambda: None,
+        counters=Counters(),
+    )
+    b.add(b"ab")
+    assert b.take(force=False, max_age=60) == []
+    b.add(b"cd")  # exactly the limit
+    assert [batch.events for batch in b.take(force=False, max_age=60)] == [[b"ab", b"cd"]]
+    for event in (b"abc", b"de", b"f"):
+        b.add(event)
+    assert [batch.events for batch in b.take(force=False, max_age=60)] == [[b"abc"]]
+    assert [batch.events for batch in b.take(force=True, max_age=60)] == [[b"de", b"f"]]
 
 
 def details(seconds: float) -> tuple[tuple[str, bytes], ...]:
