@@ -94,7 +94,7 @@ async def _grpc_scenario(
                         return 0, 0, 1
                     raise
                 answer = SubmitBatchResponse.FromString(raw)
-                return answer.accepted, len(answer.results) - answer.accepted, 0
+                return answer.accepted, answer.duplicates + answer.rejected, 0
 
             await gate.wait()
             return await drive(send, concurrency, window)
@@ -145,7 +145,7 @@ async def stream_scenario(
                 answer = SubmitBatchResponse.FromString(raw)
                 tally.requests += 1
                 tally.events += answer.accepted
-                tally.errors += len(answer.results) - answer.accepted
+                tally.errors += answer.duplicates + answer.rejected
                 tally.latencies_ms.append((t1 - t0) * 1000)
             await task
         except Exception as exc:
