@@ -63,16 +63,13 @@ def _millisecond(ms: int) -> _State:
     return state
 
 
-def uuid7(ns: int | None = None) -> str:
-    """A UUIDv7 (RFC 9562) of the time ``ns`` (Unix nanoseconds, default now): 48 bits of Unix
-    milliseconds, then 74 bits drawn at random at each millisecond's first id (all but the top bit
-    of the last 48, so that these count up from there without overflowing: RFC 9562's monotonic
-    random method), so ids sort by time and two ids of one process never collide. The randomness
-    comes from ``os.urandom`` (never shared with a forked child)."""
-    if ns is None:
-        state = _now()
-    elif (state := _state)[0] != (ms := ns // 1_000_000):
-        state = _millisecond(ms)
+def uuid7() -> str:
+    """A UUIDv7 (RFC 9562) of now: 48 bits of Unix milliseconds, then 74 bits drawn at random at
+    each millisecond's first id (all but the top bit of the last 48, so that these count up from
+    there without overflowing: RFC 9562's monotonic random method), so ids sort by time and two
+    ids of one process never collide. The randomness comes from ``os.urandom`` (never shared with
+    a forked child)."""
+    state = _now()
     return f"{state[1]}{next(state[2]):012x}"
 
 
