@@ -50,7 +50,6 @@ _CUSTOM = EventType.EVENT_TYPE_CUSTOM  # the last type with no payload of its ow
 _ACCEPTED = EventStatus.EVENT_STATUS_ACCEPTED
 _DUPLICATE = EventStatus.EVENT_STATUS_DUPLICATE
 _REJECTED = EventStatus.EVENT_STATUS_REJECTED
-_ALL = ResultView.RESULT_VIEW_ALL
 _EXCEPTIONS = ResultView.RESULT_VIEW_EXCEPTIONS
 # Payloads are built as bytearrays, which the SQLite driver binds fastest (see storage ``Row``).
 _join = bytearray().join
@@ -234,7 +233,7 @@ def _earlier_fingerprint(request: SubmitBatchRequest) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
-def response(result: Result, view: ResultView.ValueType = _ALL) -> SubmitBatchResponse:
+def response(result: Result, view: ResultView.ValueType) -> SubmitBatchResponse:
     """The answer to a batch: the counts, and one result per event by request index; with
     ``RESULT_VIEW_EXCEPTIONS`` only for the events not accepted (no work per accepted event)."""
     answer = SubmitBatchResponse(
@@ -244,16 +243,16 @@ def response(result: Result, view: ResultView.ValueType = _ALL) -> SubmitBatchRe
         replayed=result.replayed,
     )
     add = answer.results.add
+    outcomes: Iterable[tuple[int, Outcome]]
     if view == _EXCEPTIONS:
-        indexes: Iterable[int] = sorted(chain(result.duplicates, result.rejected))
+        outcomes = ((i, result[i]) for i in sorted(chain(result.duplicates, result.rejected)))
     elif not result.rejected and not result.duplicates:
         for index, event_id in enumerate(result.event_ids):
             add(index=index, status=_ACCEPTED, event_id=event_id)
         return answer
     else:
-        indexes = range(len(result.event_ids))
-    for index in indexes:
-        outcome = result[index]
+        outcomes = enumerate(result)
+    for index, outcome in outcomes:
         if outcome.status is Status.REJECTED:
             add(
                 index=index,
