@@ -155,32 +155,35 @@ class Buffer:
             if not self.pending:
                 return []
             due = force or time.monotonic() - self.oldest >= max_age
-            pending, nbytes = self.pending, self.pending_bytes
-            if len(pending) <= self.batch_size and nbytes <= self.max_batch_bytes:
-                # All of it fits one batch (as a rule): no event's size to add up.
-                if not (due or len(pending) == self.batch_size or nbytes == self.max_batch_bytes):
-                    return []
-                self.pending, self.pending_bytes = [], 0
-                return [self._batch(pending)]
-            batches: list[Batch] = []
-            start, size, nbytes = 0, 0, 0
-            for i, encoded in enumerate(self.pending):
-                if size and (
-                    size == self.batch_size or nbytes + len(encoded) > self.max_batch_bytes
-                ):
-                    batches.append(self._batch(self.pending[start:i]))
-                    start, size, nbytes = i, 0, 0
-                size += 1
-                nbytes += len(encoded)
-            rest = self.pending[start:]
-            if due or len(rest) == self.batch_size or nbytes >= self.max_batch_bytes:
-                batches.append(self._batch(rest))
-                rest = []
-            self.pending = rest
-            self.pending_bytes = sum(map(len, rest))
-            if rest:
-                self.oldest = time.monotonic() if batches else self.oldest
-            return batches
+            cut, rest, nbytes = self._cut()
+            if rest and (due or len(rest) == self.batch_size or nbytes >= self.max_batch_bytes):
+                cut.append(rest)
+                rest, nbytes = [], 0
+            self.pending, self.pending_bytes = rest, nbytes
+            if rest and cut:
+                self.oldest = time.monotonic()
+            return [self._batch(events) for events in cut]
+
+    def _cut(self) -> tuple[list[list[bytes]], list[bytes], int]:
+        """The pending events as full batches, and the rest with its size in bytes. While all of
+        them are within the byte limit (as a rule) batches are cut by count alone, with no event's
+        size to add up; else event by event, a batch ending at ``batch_size`` events or before
+        the event that would take it past ``max_batch_bytes``."""
+        pending, size, limit = self.pending, self.batch_size, self.max_batch_bytes
+        if self.pending_bytes <= limit:
+            full = len(pending) - len(pending) % size
+            rest = pending[full:]
+            nbytes = sum(map(len, rest)) if full else self.pending_bytes
+            return [pending[i : i + size] for i in range(0, full, size)], rest, nbytes
+        cut: list[list[bytes]] = []
+        start, n, nbytes = 0, 0, 0
+        for i, encoded in enumerate(pending):
+            if n and (n == size or nbytes + len(encoded) > limit):
+                cut.append(pending[start:i])
+                start, n, nbytes = i, 0, 0
+            n += 1
+            nbytes += len(encoded)
+        return cut, pending[start:], nbytes
 
     def _batch(self, events: list[bytes]) -> Batch:
         key = self._key()
