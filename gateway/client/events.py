@@ -69,7 +69,11 @@ def uuid7() -> str:
     there without overflowing: RFC 9562's monotonic random method), so ids sort by time and two
     ids of one process never collide. The randomness comes from ``os.urandom`` (never shared with
     a forked child)."""
-    state = _now()
+    return _next_id(_now())
+
+
+def _next_id(state: _State) -> str:
+    """The next id of ``state``'s millisecond."""
     return f"{state[1]}{next(state[2]):012x}"
 
 
@@ -149,7 +153,7 @@ def encode(event: Event) -> bytes:
     wherever it comes) rather than set on ``event``: one serialization, no message work for it."""
     state = _now()
     if not event.id:
-        event.id = f"{state[1]}{next(state[2]):012x}"
+        event.id = _next_id(state)
     body = event.SerializeToString()
     if not event.HasField("occurred_at"):
         body += state[3]
